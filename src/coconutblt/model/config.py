@@ -1,0 +1,135 @@
+"""`ModelConfig`: every size and switch of `HybridTransformer`, as one saveable dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from coconutblt.data.vocab import VOCAB_SIZE
+
+
+@dataclass
+class EntropyModelConfig:
+    """The small causal byte LM whose next-byte entropy drives patching (trained, then frozen)."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    mlp_ratio: float = 4.0
+    window: int = 0  # 0 = full causal attention; >0 = sliding window over bytes
+
+
+@dataclass
+class EntropyPatcherConfig:
+    """Where entropies come from and how they become boundaries.
+
+    estimator "model": a separately trained, frozen `EntropyModel`;
+    estimator "learned": a head on the local encoder's byte states, trained online with an
+    auxiliary next-byte loss (weighted by the trainer's `est_loss_weight`).
+    Entropies are in nats. rule "global": a patch starts at byte t when H(x_t | x_<t) > threshold;
+    rule "relative": when H(x_t | x_<t) - H(x_{t-1} | x_<t-1) > relative_threshold.
+    """
+
+    estimator: Literal["model", "learned"] = "model"
+    rule: Literal["global", "relative"] = "global"
+    threshold: float = 1.5
+    relative_threshold: float = 0.3
+    model: EntropyModelConfig = field(default_factory=EntropyModelConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and switches of the hybrid model. Defaults are the `tiny` preset."""
+
+    vocab_size: int = VOCAB_SIZE
+    max_seq_len: int = 1024  # bytes; generation and position tables are sized by it
+    # latent transformer (over patches)
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    mlp_type: Literal["swiglu", "gelu"] = "swiglu"
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    # continuous-latent module: every N latent layers (0 = off), a bank of c_thought vectors
+    latent_module_every: int = 0
+    c_thought: int = 2
+    latent_module_dim: int = 0  # 0 = d_model // 4
+    # local encoder / decoder (over bytes)
+    d_local: int = 128
+    local_heads: int = 4
+    local_mlp_ratio: float = 4.0
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    local_window: int = 0  # 0 = full causal attention over bytes; >0 = sliding window
+    ngram_sizes: list[int] = field(default_factory=list)  # e.g. [3, 4, 5]
+    ngram_buckets: int = 4096
+    pooling: Literal["mean", "max"] = "mean"
+    use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
+    cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over
+    # patching
+    patcher: Literal["fixed", "space", "entropy"] = "fixed"
+    patch_size: int = 4
+    max_patch_size: int = 8
+    entropy_patcher: EntropyPatcherConfig = field(default_factory=EntropyPatcherConfig)
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if isinstance(self.entropy_patcher, dict):
+            self.entropy_patcher = _merge(EntropyPatcherConfig(), self.entropy_patcher)
+        if isinstance(self.entropy_patcher.model, dict):
+            self.entropy_patcher.model = _merge(EntropyModelConfig(), self.entropy_patcher.model)
+        checks = [
+            (self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads"),
+            (self.d_local % self.local_heads == 0, "d_local must be divisible by local_heads"),
+            ((self.d_model // self.n_heads) % 2 == 0, "latent head dim must be even (RoPE)"),
+            ((self.d_local // self.local_heads) % 2 == 0, "local head dim must be even (RoPE)"),
+            (self.max_patch_size >= 1, "max_patch_size must be >= 1"),
+            (self.patch_size >= 1, "patch_size must be >= 1"),
+            (self.vocab_size >= VOCAB_SIZE, f"vocab_size must be >= {VOCAB_SIZE}"),
+            (self.cross_attn_k >= 1, "cross_attn_k must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"ModelConfig: {msg}")
+
+    @property
+    def patch_cap(self) -> int:
+        """Longest possible patch: the fixed size, or max_patch_size for the other patchers."""
+        return self.patch_size if self.patcher == "fixed" else self.max_patch_size
+
+    @property
+    def module_dim(self) -> int:
+        return self.latent_module_dim or max(self.d_model // 4, 8)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:
+        return _merge(cls(), values, source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
+        """Read the `model:` section of a preset (or the whole file if it has none)."""
+        from coconutblt.config_tree import read_yaml
+
+        data = read_yaml(path)
+        section = data.get("model", data) if "model" in data else data
+        cfg = _merge(cls(), section, source=str(path), where="model" if "model" in data else "")
+        if overrides:
+            cfg = _merge(cfg, overrides, source="command line", where="model")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        from coconutblt.config_tree import to_dict
+
+        return to_dict(self)
+
+
+def _merge(obj, values, source: str = "config", where: str = ""):
+    from coconutblt.config_tree import merge_into
+
+    return merge_into(obj, values, where, source)
+
+
+def replace(cfg: ModelConfig, **changes: Any) -> ModelConfig:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,181 @@
+"""`HybridTransformer`: bytes -> patches -> latent transformer (+ continuous thoughts) -> bytes.
+
+Read top to bottom: `forward` runs the byte encoder once, chooses patch boundaries, pools one
+vector per patch, runs the latent transformer (in n+1 cached passes when the batch holds n
+continuous thoughts), and decodes every byte from the latent state of the patch before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coconutblt.data.vocab import PAD_ID
+from coconutblt.model.config import ModelConfig
+from coconutblt.model.entropy import EntropyModel
+from coconutblt.model.latent import ContinuousLatentModule, LatentTransformer
+from coconutblt.model.layers import causal_mask, init_weights
+from coconutblt.model.local import LocalDecoder, LocalEncoder
+from coconutblt.model.patching import (
+    PatchLayout,
+    entropy_from_logits,
+    layout_from_starts,
+    patch_starts,
+    thought_patches,
+)
+
+
+@dataclass
+class HybridOutput:
+    """logits (B, T, V): row t predicts the id at t+1. loss: mean next-id cross-entropy over
+    labels != -100. estimator_loss: the learned entropy estimator's next-byte loss (or None).
+    layout: the patches used."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    estimator_loss: torch.Tensor | None
+    layout: PatchLayout
+    entropies: torch.Tensor | None
+
+
+class HybridTransformer(nn.Module):
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = ModelConfig(**overrides)
+        elif overrides:
+            config = replace(config, **overrides)
+        self.config = cfg = config
+        self.encoder = LocalEncoder(cfg)
+        self.latent = LatentTransformer(cfg)
+        self.decoder = LocalDecoder(cfg)
+        self.lm_head = nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
+        self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
+        self.estimator = None
+        self.entropy_model = None
+        if cfg.patcher == "entropy":
+            if cfg.entropy_patcher.estimator == "learned":
+                self.estimator = nn.Sequential(
+                    nn.RMSNorm(cfg.d_local, eps=cfg.norm_eps), nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
+                )
+            else:
+                self.entropy_model = EntropyModel(cfg.entropy_patcher.model, cfg.vocab_size, cfg.init_std)
+                self.entropy_model.requires_grad_(False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Initialise every parameter (also after building on the `meta` device + `to_empty`)."""
+        init_weights(self, self.config.init_std)
+        nn.init.normal_(self.bos_latent, std=self.config.init_std)
+        for m in self.modules():
+            if isinstance(m, ContinuousLatentModule):
+                nn.init.normal_(m.bank, std=1.0)
+                nn.init.zeros_(m.gate)
+
+    # ------------------------------------------------------------------ patching
+    def entropies(self, ids: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Next-byte entropies (B, T) for the entropy patcher, and the estimator's logits."""
+        if self.estimator is not None:
+            est_logits = self.estimator(h.detach())
+            return entropy_from_logits(est_logits.detach()), est_logits
+        if self.entropy_model is not None:
+            with torch.no_grad():
+                return self.entropy_model.entropies(ids), None
+        return None, None
+
+    def boundaries(self, ids: torch.Tensor, entropies: torch.Tensor | None) -> torch.Tensor:
+        cfg = self.config
+        ep = cfg.entropy_patcher
+        return patch_starts(ids, cfg.patcher, cfg.patch_cap, entropies, ep.threshold, ep.rule, ep.relative_threshold)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        patch_starts_override: torch.Tensor | None = None,
+    ) -> HybridOutput:
+        """input_ids (B, T) ids in [0, vocab); labels (B, T) with -100 where no loss is taken.
+
+        `patch_starts_override` (B, T) bool lets a caller impose boundaries (patch curriculum,
+        analysis); by default the configured patcher decides.
+        """
+        cfg = self.config
+        B, T = input_ids.shape
+        if T > cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} bytes is longer than max_seq_len={cfg.max_seq_len}")
+        byte_pos = torch.arange(T, device=input_ids.device).expand(B, T)
+        h = self.encoder.byte_states(input_ids, byte_pos)  # (B, T, dl)
+        ent, est_logits = self.entropies(input_ids, h)
+        starts = patch_starts_override if patch_starts_override is not None else self.boundaries(input_ids, ent)
+        layout = layout_from_starts(starts)
+        patches = self.encoder.pool(h, layout)  # (B, P, D)
+        latent_out = self.run_latent(patches, thought_patches(input_ids, layout))  # (B, P, D)
+        context = self.previous_patch_context(latent_out, layout)  # (B, T, D)
+        logits = self.lm_head(self.decoder(h, context, byte_pos))  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+            )
+        est_loss = None
+        if est_logits is not None:
+            targets = input_ids[:, 1:].masked_fill(input_ids[:, 1:] == PAD_ID, -100)
+            est_loss = F.cross_entropy(est_logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        return HybridOutput(logits, loss, est_loss, layout, ent)
+
+    def previous_patch_context(self, latent_out: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
+        """(B, P, D) patch states -> (B, T, D): for each byte, the state of the patch before its own."""
+        B, P, D = latent_out.shape
+        shifted = torch.cat([self.bos_latent.expand(B, 1, D), latent_out[:, :-1]], dim=1)  # (B, P, D)
+        return shifted.gather(1, layout.patch_id.unsqueeze(-1).expand(-1, -1, D))
+
+    # ------------------------------------------------------------------ continuous thoughts
+    def run_latent(self, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
+        """x (B, P, D) patch vectors; is_thought (B, P) -> (B, P, D) final latent states.
+
+        A thought's input is the final state at the previous position, so thoughts are computed
+        in order: rows are left-aligned so that their first thoughts share a column, then each
+        pass runs the positions up to the next thought column with a KV cache. n thoughts per
+        row cost n+1 passes, each over new positions only.
+        """
+        B, P, D = x.shape
+        positions = torch.arange(P, device=x.device).expand(B, P)
+        if not bool(is_thought.any()):
+            return self.latent(x, positions)
+        has = is_thought.any(1)
+        first = torch.where(has, is_thought.float().argmax(1), torch.zeros_like(has, dtype=torch.long))
+        shift = torch.where(has, first[has].max() - first, torch.zeros_like(first))  # (B,)
+        Pa = P + int(shift.max())
+        dest = positions + shift[:, None]  # (B, P) column of each patch after alignment
+        xa = x.new_zeros(B, Pa, D).scatter(1, dest.unsqueeze(-1).expand(-1, -1, D), x)
+        valid = torch.zeros(B, Pa, dtype=torch.bool, device=x.device).scatter(1, dest, True)
+        thought_a = torch.zeros_like(valid).scatter(1, dest, is_thought)
+        cols = torch.arange(Pa, device=x.device).expand(B, Pa)
+        pos_a = (cols - shift[:, None]).clamp(min=0)
+        full_mask = causal_mask(cols, cols, key_valid=valid) if bool(shift.any()) else None
+
+        caches = self.latent.new_caches()
+        outs: list[torch.Tensor] = []
+        thought_cols = torch.nonzero(thought_a.any(0)).flatten().tolist()
+        start = 0
+        for stop in [*thought_cols, Pa]:
+            if stop <= start:
+                continue
+            chunk = xa[:, start:stop]
+            if start in thought_cols and start > 0:
+                fed = torch.where(thought_a[:, start, None], outs[-1][:, -1], chunk[:, 0])  # (B, D)
+                chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)
+            mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
+            outs.append(self.latent(chunk, pos_a[:, start:stop], mask, caches))
+            start = stop
+        out_a = torch.cat(outs, dim=1)  # (B, Pa, D)
+        return out_a.gather(1, dest.unsqueeze(-1).expand(-1, -1, D))
+
+    # ------------------------------------------------------------------ helpers
+    def num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,174 @@
+"""Transformer parts shared by every stack in the model: RoPE, attention with a KV cache, MLP.
+
+Attention takes explicit positions (for RoPE) and an optional boolean mask, so the same block
+serves full causal training, left-aligned batches of continuous thoughts, and one-position
+decoding steps with a cache.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Keys and values of one attention layer, grown along the sequence dimension.
+
+    Tensors are `(B, H, S, hd)`. Autograd flows through the cache, which is what lets the
+    continuous-thought passes train end to end.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows `rows` (used when finished sequences leave a batch)."""
+        if self.k is not None:
+            self.k, self.v = self.k[rows], self.v[rows]
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions (B, T) int -> cos, sin of shape (B, 1, T, head_dim // 2), float32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[..., None] * inv_freq  # (B, T, hd/2)
+    return angles.cos()[:, None], angles.sin()[:, None]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of the last dim; x (B, H, T, hd)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.type_as(x)
+
+
+def causal_mask(
+    q_pos: torch.Tensor, k_pos: torch.Tensor, window: int = 0, key_valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Boolean attention mask (B, 1, Tq, Tk): key index <= query index, inside the window.
+
+    q_pos (B, Tq) and k_pos (B, Tk) are indices in the attended sequence (not RoPE positions).
+    A query may always see itself, so padded rows never have an empty softmax.
+    """
+    diff = q_pos[:, :, None] - k_pos[:, None, :]  # (B, Tq, Tk)
+    allowed = diff >= 0
+    if window > 0:
+        allowed &= diff < window
+    if key_valid is not None:
+        allowed &= key_valid[:, None, :]
+        allowed |= diff == 0
+    return allowed[:, None]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window."""
+
+    def __init__(self, dim: int, n_heads: int, rope_theta: float = 10000.0, window: int = 0) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = dim // n_heads
+        self.rope_theta = rope_theta
+        self.window = window
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, C); positions (B, T) RoPE positions; mask (B, 1, T, S) bool or None for causal."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        cos, sin = rope_cos_sin(positions, self.head_dim, self.rope_theta)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            past = cache.length
+            k, v = cache.append(k, v)  # (B, H, S, hd), S = past + T
+            if mask is None and (past > 0 or self.window > 0):
+                idx = torch.arange(k.shape[2], device=x.device).expand(B, -1)
+                mask = causal_mask(idx[:, past:], idx, self.window)
+        elif mask is None and self.window > 0:
+            idx = torch.arange(T, device=x.device).expand(B, -1)
+            mask = causal_mask(idx, idx, self.window)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, hd) -> (B, T, C)
+        return self.out(y)
+
+
+class MLP(nn.Module):
+    """SwiGLU (three matrices) or GELU (two) feed-forward."""
+
+    def __init__(self, dim: int, hidden: int, kind: str = "swiglu") -> None:
+        super().__init__()
+        self.kind = kind
+        self.up = nn.Linear(dim, 2 * hidden if kind == "swiglu" else hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "swiglu":
+            gate, up = self.up(x).chunk(2, dim=-1)
+            return self.down(F.silu(gate) * up)
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        mlp_ratio: float,
+        mlp_type: str = "swiglu",
+        rope_theta: float = 10000.0,
+        window: int = 0,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(dim, eps=eps)
+        self.attn = Attention(dim, n_heads, rope_theta, window)
+        self.mlp_norm = nn.RMSNorm(dim, eps=eps)
+        self.mlp = MLP(dim, int(dim * mlp_ratio), mlp_type)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), positions, mask, cache)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """Normal(0, std) for linear and embedding weights, zeros for biases, ones for norms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+        elif isinstance(m, nn.RMSNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)

@@ -1,0 +1,178 @@
+"""The byte-level halves of the model.
+
+`LocalEncoder`: bytes -> byte states (causal, optionally windowed) -> one vector per patch.
+`LocalDecoder`: byte states + the latent state of the previous completed patch -> byte states
+ready for the byte head. Neither knows how boundaries were chosen; they read a `PatchLayout`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from coconutblt.model.config import ModelConfig
+from coconutblt.model.layers import MLP, Attention, Block, KVCache
+from coconutblt.model.patching import PatchLayout
+
+_HASH_BASE = 263
+
+
+def ngram_hashes(ids: torch.Tensor, n: int, buckets: int, context: torch.Tensor | None = None) -> torch.Tensor:
+    """Hash of the n bytes ending at each position: ids (B, T) -> (B, T) in [0, buckets).
+
+    `context` (B, >= n-1) holds the ids just before `ids` (for one-step decoding); missing
+    history counts as id 0.
+    """
+    B, T = ids.shape
+    left = ids.new_zeros(B, n - 1) if context is None else context[:, -(n - 1) :]
+    if left.shape[1] < n - 1:
+        left = torch.cat([ids.new_zeros(B, n - 1 - left.shape[1]), left], dim=1)
+    full = torch.cat([left, ids], dim=1)  # (B, n-1+T)
+    h = torch.zeros_like(ids)
+    for i in range(n):
+        h = (h * _HASH_BASE + full[:, i : i + T] + 1) % buckets
+    return h
+
+
+class LocalEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        dl = cfg.d_local
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, dl)
+        self.ngram_embeds = nn.ModuleList(nn.Embedding(cfg.ngram_buckets, dl) for _ in cfg.ngram_sizes)
+        self.blocks = nn.ModuleList(
+            Block(dl, cfg.local_heads, cfg.local_mlp_ratio, "swiglu", cfg.rope_theta, cfg.local_window, cfg.norm_eps)
+            for _ in range(cfg.encoder_layers)
+        )
+        self.norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
+        self.pool_attn = PatchCrossAttention(dl, cfg.local_heads, cfg.norm_eps) if cfg.use_byte_patch_attention else None
+        self.to_latent = nn.Linear(dl, cfg.d_model, bias=False)
+
+    def byte_states(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        caches: list[KVCache] | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ids (B, T) -> byte states (B, T, d_local); `context` = earlier ids for n-gram hashes."""
+        x = self.embed(ids)
+        for n, table in zip(self.cfg.ngram_sizes, self.ngram_embeds, strict=True):
+            x = x + table(ngram_hashes(ids, n, self.cfg.ngram_buckets, context))
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions, cache=caches[i] if caches else None)
+        return x
+
+    def pool(self, h: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
+        """byte states (B, T, dl) -> patch vectors (B, P, d_model)."""
+        index, valid = layout.gather_index(self.cfg.patch_cap)  # (B, P, M)
+        B, P, M = index.shape
+        hn = self.norm(h)
+        grouped = hn.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, hn.shape[-1]))
+        grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
+        w = valid.unsqueeze(-1).to(grouped.dtype)
+        count = w.sum(2).clamp(min=1)
+        mean = (grouped * w).sum(2) / count  # (B, P, dl)
+        if self.cfg.pooling == "max":
+            neg = torch.finfo(grouped.dtype).min
+            pooled = grouped.masked_fill(~valid.unsqueeze(-1), neg).amax(2)
+            pooled = torch.where(valid.any(2, keepdim=True), pooled, torch.zeros_like(pooled))
+        else:
+            pooled = mean
+        if self.pool_attn is not None:
+            pooled = pooled + self.pool_attn(mean, grouped, valid)
+        return self.to_latent(pooled)
+
+
+class PatchCrossAttention(nn.Module):
+    """Each patch's query attends to that patch's own bytes only."""
+
+    def __init__(self, dim: int, n_heads: int, eps: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm = nn.RMSNorm(dim, eps=eps)
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, query: torch.Tensor, grouped: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """query (B, P, C); grouped (B, P, M, C) bytes of each patch; valid (B, P, M)."""
+        B, P, M, C = grouped.shape
+        H, hd = self.n_heads, C // self.n_heads
+        q = self.q(self.norm(query)).view(B, P, H, hd)
+        k, v = self.kv(grouped).view(B, P, M, 2, H, hd).unbind(3)  # (B, P, M, H, hd)
+        scores = torch.einsum("bphd,bpmhd->bphm", q, k) / math.sqrt(hd)
+        mask = valid.clone()
+        mask[..., 0] |= ~valid.any(-1)  # empty padding patches: avoid an all-masked softmax
+        scores = scores.masked_fill(~mask[:, :, None, :], float("-inf"))
+        attn = scores.softmax(-1)
+        out = torch.einsum("bphm,bpmhd->bphd", attn, v).reshape(B, P, C)
+        return self.out(out)
+
+
+class SlotCrossAttention(nn.Module):
+    """Each byte attends over the k slots of its own context vector (k keys per position)."""
+
+    def __init__(self, dim: int, n_heads: int, eps: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm = nn.RMSNorm(dim, eps=eps)
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C); slots (B, T, K, C) -> (B, T, C)."""
+        B, T, K, C = slots.shape
+        H, hd = self.n_heads, C // self.n_heads
+        q = self.q(self.norm(x)).view(B, T, H, hd)
+        k, v = self.kv(slots).view(B, T, K, 2, H, hd).unbind(3)  # (B, T, K, H, hd)
+        attn = (torch.einsum("bthd,btkhd->bthk", q, k) / math.sqrt(hd)).softmax(-1)
+        return self.out(torch.einsum("bthk,btkhd->bthd", attn, v).reshape(B, T, C))
+
+
+class DecoderLayer(nn.Module):
+    """Causal byte self-attention, cross-attention to the patch context slots, MLP."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        dl = cfg.d_local
+        self.attn_norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
+        self.attn = Attention(dl, cfg.local_heads, cfg.rope_theta, cfg.local_window)
+        self.cross = SlotCrossAttention(dl, cfg.local_heads, cfg.norm_eps)
+        self.mlp_norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
+        self.mlp = MLP(dl, int(dl * cfg.local_mlp_ratio), "swiglu")
+
+    def forward(self, x, slots, positions, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), positions, None, cache)
+        x = x + self.cross(x, slots)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class LocalDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dl = cfg.d_local
+        self.ctx_in = nn.Linear(cfg.d_model, dl, bias=False)
+        self.ctx_slots = nn.Linear(cfg.d_model, cfg.cross_attn_k * dl, bias=False)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        context: torch.Tensor,
+        positions: torch.Tensor,
+        caches: list[KVCache] | None = None,
+    ) -> torch.Tensor:
+        """h (B, T, dl) byte states; context (B, T, D) latent state of each byte's previous patch."""
+        B, T, _ = h.shape
+        slots = self.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (B, T, K, dl)
+        x = h + self.ctx_in(context)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, slots, positions, caches[i] if caches else None)
+        return self.norm(x)

@@ -1,0 +1,40 @@
+"""Shared test helpers: tiny model configs, the real-data folder, deterministic torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from coconutblt.model.config import ModelConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A model small enough that a forward over a few hundred bytes takes milliseconds."""
+    base = dict(
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        d_local=32,
+        local_heads=2,
+        encoder_layers=1,
+        decoder_layers=1,
+        max_seq_len=512,
+        patch_size=3,
+        max_patch_size=5,
+        entropy_patcher=dict(model=dict(d_model=16, n_layers=1, n_heads=2)),
+    )
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent")
+    return SHARED_DATA

@@ -1,0 +1,103 @@
+"""The causality contract: bytes after t never change logits at positions <= t."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coconutblt.data.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, START_LATENT_ID
+from coconutblt.model import HybridTransformer
+from tests.conftest import tiny_config
+
+VARIANTS = {
+    "fixed-mean": dict(patcher="fixed"),
+    "fixed-max": dict(patcher="fixed", pooling="max"),
+    "fixed-xattn": dict(patcher="fixed", use_byte_patch_attention=True),
+    "space-mean": dict(patcher="space"),
+    "space-xattn-ngram": dict(patcher="space", use_byte_patch_attention=True, ngram_sizes=[2, 3]),
+    "entropy-model": dict(patcher="entropy"),
+    "entropy-model-relative": dict(patcher="entropy", entropy_patcher=dict(rule="relative", relative_threshold=0.0)),
+    "entropy-learned": dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
+    "entropy-learned-xattn": dict(patcher="entropy", use_byte_patch_attention=True, entropy_patcher=dict(estimator="learned")),
+    "fixed-latent-module": dict(patcher="fixed", latent_module_every=1, c_thought=3),
+    "entropy-latent-module-max": dict(patcher="entropy", pooling="max", latent_module_every=2),
+    "windowed-local": dict(patcher="space", local_window=4),
+}
+
+
+def build(variant: str, seed: int = 0) -> HybridTransformer:
+    torch.manual_seed(seed)
+    model = HybridTransformer(tiny_config(**VARIANTS[variant])).eval()
+    if model.config.patcher == "entropy" and model.config.entropy_patcher.rule == "global":
+        # put the threshold at the median entropy so that patches have varied lengths
+        ids = torch.randint(0, 256, (4, 64))
+        with torch.no_grad():
+            h = model.encoder.byte_states(ids, torch.arange(64).expand(4, 64))
+            ent, _ = model.entropies(ids, h)
+        model.config.entropy_patcher.threshold = float(ent.median())
+    return model
+
+
+def random_ids(T: int, gen: torch.Generator, specials: bool) -> torch.Tensor:
+    ids = torch.randint(0, 256, (1, T), generator=gen)
+    if specials:
+        ids[0, 5] = START_LATENT_ID
+        ids[0, 6:9] = LATENT_ID
+        ids[0, 9] = END_LATENT_ID
+        ids[0, T // 2] = EOS_ID
+    return ids
+
+
+def assert_prefix_unchanged(model, ids, t, gen) -> bool:
+    """Change every byte after t; logits at <= t must not move. Returns whether shapes matched."""
+    changed = ids.clone()
+    changed[0, t + 1 :] = torch.randint(0, 256, (ids.shape[1] - t - 1,), generator=gen)
+    with torch.no_grad():
+        a = model(ids)
+        b = model(changed)
+    diff = (a.logits[:, : t + 1] - b.logits[:, : t + 1]).abs().max().item()
+    same_shape = a.layout.num_patches == b.layout.num_patches
+    if same_shape:
+        assert diff == 0.0, f"t={t}: logits moved by {diff} with equal patch counts"
+    else:
+        assert diff <= 1e-5, f"t={t}: logits moved by {diff}"
+    return same_shape
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("specials", [False, True], ids=["bytes", "specials"])
+def test_future_bytes_do_not_change_past_logits(variant, specials):
+    model = build(variant)
+    gen = torch.Generator().manual_seed(1)
+    for trial in range(3):
+        ids = random_ids(40, gen, specials)
+        for t in (0, 3, 7, 11, 19, 30, 38):
+            if specials and 5 <= t + 1 <= 9:
+                continue  # keep the thought block intact: it is its own test below
+            assert_prefix_unchanged(model, ids, t, gen)
+
+
+@pytest.mark.parametrize("variant", ["fixed-mean", "entropy-learned", "fixed-latent-module"])
+def test_changing_a_past_byte_does_change_later_logits(variant):
+    """The check above could pass on a model that ignores its input: make sure it can fail."""
+    model = build(variant)
+    gen = torch.Generator().manual_seed(2)
+    ids = random_ids(40, gen, specials=False)
+    changed = ids.clone()
+    changed[0, 3] = (ids[0, 3] + 1) % 256
+    with torch.no_grad():
+        a, b = model(ids).logits, model(changed).logits
+    assert (a[:, :3] == b[:, :3]).all()
+    assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-4
+    # and a far-away byte reaches later patches through the latent transformer
+    assert (a[:, 20:] - b[:, 20:]).abs().max() > 1e-6
+
+
+def test_specials_are_their_own_patch():
+    model = build("fixed-mean")
+    gen = torch.Generator().manual_seed(3)
+    ids = random_ids(40, gen, specials=True)
+    layout = model(ids).layout
+    starts = set(layout.starts[0, : int(layout.n_patches[0])].tolist())
+    for pos in (5, 6, 7, 8, 9, 20):
+        assert pos in starts and pos + 1 in starts

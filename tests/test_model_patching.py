@@ -1,0 +1,89 @@
+"""Patcher properties: a partition, capped lengths, specials alone, prefix-stable boundaries."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coconutblt.data.vocab import NUM_BYTES, VOCAB_SIZE
+from coconutblt.model.patching import layout_from_starts, patch_starts
+
+ids_lists = st.lists(
+    st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(NUM_BYTES, VOCAB_SIZE - 1)),
+    min_size=1,
+    max_size=80,
+)
+modes = st.sampled_from(["fixed", "space", "entropy-global", "entropy-relative"])
+
+
+def starts_for(ids: list[int], mode: str, cap: int, ent_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.tensor([ids])
+    gen = torch.Generator().manual_seed(ent_seed)
+    ent = torch.rand(1, len(ids), generator=gen) * 3
+    kind, _, rule = mode.partition("-")
+    return t, patch_starts(t, kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ids=ids_lists, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000))
+def test_patches_partition_the_sequence_and_respect_the_cap(ids, mode, cap, seed):
+    t, starts = starts_for(ids, mode, cap, seed)
+    layout = layout_from_starts(starts)
+    n = int(layout.n_patches[0])
+    s, lengths = layout.starts[0, :n].tolist(), layout.lengths[0, :n].tolist()
+    assert s[0] == 0
+    assert all(a + la == b for a, la, b in zip(s, lengths, s[1:], strict=False))
+    assert s[-1] + lengths[-1] == len(ids)
+    assert max(lengths) <= cap
+    assert (layout.patch_id[0] == torch.repeat_interleave(torch.arange(n), torch.tensor(lengths))).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(ids=ids_lists, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000))
+def test_special_ids_are_alone(ids, mode, cap, seed):
+    t, starts = starts_for(ids, mode, cap, seed)
+    for i, x in enumerate(ids):
+        if x >= NUM_BYTES:
+            assert starts[0, i]
+            if i + 1 < len(ids):
+                assert starts[0, i + 1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(ids=ids_lists, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000), cut=st.integers(1, 80))
+def test_boundaries_of_a_prefix_are_a_prefix(ids, mode, cap, seed, cut):
+    cut = min(cut, len(ids))
+    t, starts = starts_for(ids, mode, cap, seed)
+    kind, _, rule = mode.partition("-")
+    gen = torch.Generator().manual_seed(seed)
+    ent = (torch.rand(1, len(ids), generator=gen) * 3)[:, :cut]
+    prefix = patch_starts(t[:, :cut], kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2)
+    assert torch.equal(prefix, starts[:, :cut])
+
+
+def test_sequential_reference_equals_closed_form():
+    """The closed-form cap equals the loop 'start a patch when forced or when the current one is full'."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        T, cap = 60, int(torch.randint(1, 7, (1,), generator=gen))
+        ids = torch.randint(0, 256, (1, T), generator=gen)
+        ids[0, torch.randint(0, T, (3,), generator=gen)] = 260
+        ent = torch.rand(1, T, generator=gen) * 3
+        got = patch_starts(ids, "entropy", cap, ent, threshold=2.0)[0].tolist()
+        want, length = [], 0
+        for t in range(T):
+            forced = t == 0 or ids[0, t] >= 256 or ids[0, t - 1] >= 256 or ent[0, t - 1] > 2.0
+            start = forced or length == cap
+            length = 1 if start else length + 1
+            want.append(start)
+        assert got == want
+
+
+def test_fixed_and_space_shapes():
+    t = torch.tensor([list(b"hello world, again")])
+    fixed = layout_from_starts(patch_starts(t, "fixed", 4))
+    assert fixed.lengths[0].tolist() == [4, 4, 4, 4, 2]
+    space = layout_from_starts(patch_starts(t, "space", 16))
+    pieces = [bytes(t[0, s : s + n].tolist()) for s, n in zip(space.starts[0].tolist(), space.lengths[0].tolist(), strict=True)]
+    assert pieces == [b"hello ", b"world, ", b"again"]
