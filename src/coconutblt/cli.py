@@ -1,0 +1,65 @@
+"""`coconutblt` command line: parses, calls the library, prints.
+
+Each subcommand lives in `coconutblt/commands/<name>.py` with a `register(subparsers)` that
+adds its parser and sets `func`. A `UserError` anywhere ends the command with one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from coconutblt.errors import UserError
+
+COMMAND_MODULES = [
+    "coconutblt.commands.demo",
+    "coconutblt.commands.train",
+    "coconutblt.commands.evaluate",
+    "coconutblt.commands.generate",
+    "coconutblt.commands.eval_bpb",
+    "coconutblt.commands.export_hf",
+    "coconutblt.commands.estimate",
+    "coconutblt.commands.data",
+    "coconutblt.commands.patching",
+    "coconutblt.commands.hf",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coconutblt",
+        description="Byte-level language models that reason in a continuous latent space (BLT + Coconut).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not built yet in this checkout
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"coconutblt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"coconutblt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

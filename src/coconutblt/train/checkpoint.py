@@ -1,0 +1,85 @@
+"""Checkpoints: one file, written atomically, loaded with `weights_only=True`.
+
+A checkpoint is a dict of plain containers and tensors: `format`, `version`, `kind`
+("hybrid"), `model_config` (dict), `model` (state dict) and, for training checkpoints,
+`train_state` (optimizer, scheduler, step, stage, data position, RNG states, config).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coconutblt.errors import UserError
+
+FORMAT = "coconutblt"
+VERSION = 1
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_checkpoint(model, kind: str = "hybrid", extra: dict | None = None) -> dict:
+    """The part of a checkpoint that `load_model` needs."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    out = {"format": FORMAT, "version": VERSION, "kind": kind, "model_config": model.config.to_dict(), "model": state}
+    out.update(extra or {})
+    return out
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load and check a coconutblt checkpoint file; every problem is a one-line `UserError`."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt", "final.pt", "model.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise UserError(f"{path}: folder holds no best.pt/last.pt/final.pt; pass the checkpoint file")
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found; pass the .pt file a training run wrote")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); pass a coconutblt .pt file") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path}: not a coconutblt checkpoint (another architecture?); train one with `coconutblt train`")
+    if ckpt.get("version", 0) > VERSION:
+        raise UserError(f"{path}: checkpoint version {ckpt['version']} is newer than this coconutblt; upgrade it")
+    return ckpt
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Checkpoint file (or run folder) -> HybridTransformer in eval mode."""
+    from coconutblt.model import HybridTransformer, ModelConfig
+
+    ckpt = read_checkpoint(path)
+    if ckpt.get("kind") != "hybrid":
+        raise UserError(f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not the hybrid byte model")
+    cfg = ModelConfig.from_dict(ckpt["model_config"], source=f"{path} (model_config)")
+    model = HybridTransformer(cfg)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise UserError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval()
