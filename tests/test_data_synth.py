@@ -1,0 +1,225 @@
+"""Synthetic generators: reproducible under seeds, and right by construction."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coconutblt.data.reasoning import Example, load_examples
+from coconutblt.data.synth import (
+    TASKS,
+    arith,
+    chain,
+    mult,
+    mult_steps,
+    prosqa,
+    synthesize,
+    write_examples,
+)
+from coconutblt.errors import UserError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def digits_value(text: str) -> int:
+    """Space-separated digits, least significant first -> int."""
+    return int("".join(reversed(text.split())))
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_seeded_and_reproducible(task: str) -> None:
+    first = synthesize(task, 40, seed=7)
+    assert first == synthesize(task, 40, seed=7)
+    assert first != synthesize(task, 40, seed=8)
+    assert len(first) == 40 and all(isinstance(e, Example) for e in first)
+    assert synthesize(task, 40, seed=7)[:10] == synthesize(task, 10, seed=7)
+
+
+def test_unknown_task_and_bad_options() -> None:
+    with pytest.raises(UserError, match="arith"):
+        synthesize("sudoku", 3, seed=0)
+    with pytest.raises(ValueError):
+        chain(1, hops=0)
+    with pytest.raises(ValueError):
+        chain(1, hops=20, distractors=10)
+    with pytest.raises(ValueError):
+        prosqa(1, hops=6, concepts=5)
+    with pytest.raises(ValueError):
+        mult(1, digits=0)
+
+
+_CALC = re.compile(r"<<(\d+)([-+*/])(\d+)=(\d+)>>")
+
+
+@given(st.integers(0, 2**32), st.integers(1, 6))
+@settings(max_examples=30, deadline=None)
+def test_arith_steps_evaluate(seed: int, steps: int) -> None:
+    for ex in arith(5, seed=seed, steps=steps):
+        assert len(ex.steps) == steps
+        start = int(re.match(r"\w+ has (\d+) ", ex.question).group(1))
+        value = start
+        for step in ex.steps:
+            a, op, b, result = _CALC.fullmatch(step).groups()
+            a, b, result = int(a), int(b), int(result)
+            assert a == value  # each step works on the running total
+            exact = {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+            assert exact == result and 1 <= result <= 1000
+            value = result
+        assert ex.answer == str(value)
+        assert ex.question.count("Then ") == steps
+
+
+def test_arith_step_range() -> None:
+    counts = {len(e.steps) for e in arith(200, seed=1, steps=(2, 4))}
+    assert counts == {2, 3, 4}
+
+
+@pytest.mark.parametrize("digits", [1, 2, 4, 5])
+def test_mult_product_and_partials(digits: int) -> None:
+    for ex in mult(50, seed=digits, digits=digits):
+        a_text, b_text = ex.question.split(" * ")
+        a, b = digits_value(a_text), digits_value(b_text)
+        assert len(a_text.split()) == len(b_text.split()) == digits
+        assert digits_value(ex.answer) == a * b and len(ex.answer.split()) == 2 * digits
+        assert len(ex.steps) == digits
+        total = 0
+        for i, step in enumerate(ex.steps):
+            partial, _, running = step.partition(" ( ")
+            total += digits_value(partial)
+            assert digits_value(partial) == a * int(str(b)[::-1][i]) * 10**i
+            if running:
+                assert digits_value(running.rstrip(" )")) == total
+        assert total == a * b
+
+
+@pytest.mark.parametrize("digits", [4, 5])
+def test_mult_matches_real_icot_files(digits: int) -> None:
+    path = DATA / "icot" / f"{digits}_by_{digits}_mult" / "valid.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    for ex in load_examples(path)[:300]:
+        a, b = (digits_value(x) for x in ex.question.split(" * "))
+        assert mult_steps(a, b, digits) == ex.steps
+
+
+def follow_facts(question: str) -> tuple[dict[str, str], str]:
+    *facts, query = question.split(";")
+    mapping = dict(f.split("=") for f in facts)
+    assert len(mapping) == len(facts), "a letter has two facts"
+    assert query.endswith(">?")
+    return mapping, query[:-2]
+
+
+@given(st.integers(0, 2**32), st.integers(1, 6), st.integers(0, 12))
+@settings(max_examples=40, deadline=None)
+def test_chain_answer_follows_facts(seed: int, hops: int, distractors: int) -> None:
+    for ex in chain(5, seed=seed, hops=hops, distractors=distractors):
+        mapping, letter = follow_facts(ex.question)
+        assert len(mapping) == hops + distractors
+        walked = []
+        while letter in mapping:
+            assert len(walked) <= len(mapping), "cycle"
+            walked.append(f"{letter}={mapping[letter]}")
+            letter = mapping[letter]
+        assert walked == ex.steps and len(ex.steps) == hops
+        assert ex.answer == letter
+        assert len(ex.question) == 4 * (hops + distractors) + 3
+
+
+def test_chain_defaults_are_short_and_varied() -> None:
+    examples = chain(2000, seed=0)
+    assert max(len(e.question) for e in examples) < 60
+    assert len({e.question for e in examples}) == 2000
+    assert len({e.answer for e in examples}) == 26
+    for ex in examples[:200]:
+        # three chains of three facts, each ending in its own dead end: no shortcut
+        mapping, start = follow_facts(ex.question)
+        dead_ends = set(mapping.values()) - set(mapping)
+        heads = set(mapping) - set(mapping.values())
+        assert len(dead_ends) == len(heads) == 3 and start in heads and ex.answer in dead_ends
+
+
+def prosqa_graph(question: str) -> tuple[dict[str, list[str]], str, str, str, list[str]]:
+    *facts, query = re.findall(r"[^.?]+[.?]", question)
+    person, a, b = re.fullmatch(r" ?Is (\w+) a (\w+) or (\w+)\?", query).groups()
+    succ: dict[str, list[str]] = {}
+    sentences = []
+    for fact in facts:
+        fact = fact.strip()
+        sentences.append(fact)
+        u, v = re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", fact).groups()
+        succ.setdefault(u, []).append(v)
+    return succ, person, a, b, sentences
+
+
+def reachable(succ: dict[str, list[str]], start: str) -> set[str]:
+    seen, queue = {start}, deque([start])
+    while queue:
+        for nxt in succ.get(queue.popleft(), []):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+@given(st.integers(0, 2**32), st.integers(1, 6))
+@settings(max_examples=30, deadline=None)
+def test_prosqa_answer_reachable_and_other_not(seed: int, hops: int) -> None:
+    for ex in prosqa(4, seed=seed, hops=hops):
+        succ, person, a, b, facts = prosqa_graph(ex.question)
+        reach = reachable(succ, person)
+        target = ex.answer.removeprefix(f"{person} is a ").removesuffix(".")
+        assert ex.answer == f"{person} is a {target}." and target in (a, b)
+        other = b if target == a else a
+        assert target in reach and other not in reach
+        assert any(other in vs for vs in succ.values())  # the wrong option is mentioned
+        assert len(ex.steps) == hops
+        assert all(step in facts for step in ex.steps)
+        node = person
+        for step in ex.steps:
+            u, v = re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", step).groups()
+            assert u == node
+            node = v
+        assert node == target
+
+
+def test_prosqa_looks_like_prosqa() -> None:
+    ex = prosqa(1, seed=3, hops=3)[0]
+    assert ex.steps[0].split()[1:3] == ["is", "a"] and ex.steps[1].startswith("Every ")
+    assert ex.question.count("Every ") >= 8
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".txt"])
+@pytest.mark.parametrize("task", ["arith", "mult"])
+def test_write_then_load_round_trip(tmp_path: Path, suffix: str, task: str) -> None:
+    examples = synthesize(task, 25, seed=2)
+    path = write_examples(examples, tmp_path / "sub" / f"data{suffix}")
+    assert load_examples(path) == examples
+
+
+@pytest.mark.parametrize("task", ["prosqa", "chain"])
+def test_write_json_round_trip(tmp_path: Path, task: str) -> None:
+    examples = synthesize(task, 25, seed=2)
+    for suffix in (".json", ".jsonl"):
+        assert load_examples(write_examples(examples, tmp_path / f"d{suffix}")) == examples
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(st.lists(st.builds(Example, _text.filter(str.strip), st.lists(_text), _text), min_size=1))
+@settings(max_examples=25, deadline=None)
+def test_json_round_trip_any_text(tmp_path_factory, examples: list[Example]) -> None:
+    folder = tmp_path_factory.mktemp("rt")
+    for suffix in (".json", ".jsonl"):
+        assert load_examples(write_examples(examples, folder / f"x{suffix}")) == examples
+
+
+def test_write_icot_refuses_separators(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_examples([Example("a||b", ["1"], "2")], tmp_path / "x.txt")
