@@ -1,0 +1,232 @@
+"""Coconut's stage curriculum: which steps become continuous thoughts, and the token layout.
+
+The rules follow the official Coconut code (facebookresearch/coconut, dataset.py and run.py,
+MIT) so that results are comparable:
+
+* Stage k replaces the first k steps with k * c_thought thoughts. A stage above
+  `max_latent_stage` removes all steps and uses `max_latent_stage` thoughts-per-c_thought
+  (or `min(len(steps), max_latent_stage)` unless `pad_latent_to_max`). A stage at most
+  `max_latent_stage` but above the number of steps still uses k (the official training
+  data does this; its evaluation prompt does not, see `stage_counts(for_eval=True)`).
+* With probability `uniform_prob` an example trains a uniformly random stage
+  0..len(steps) instead (the analysis runs of the paper).
+* Layout: ``BOS question\\n <|start-latent|> thoughts <|end-latent|> step\\n ... ### answer
+  EOS``. The loss ignores everything up to the end marker.
+
+Modes (ablations of the paper):
+
+=================  ==========================================  =========
+mode               steps / thoughts                            markers
+=================  ==========================================  =========
+``coconut``        curriculum, thoughts fed back as states     yes
+``pause``          as coconut, thoughts are PAUSE_ID tokens    yes
+``no_curriculum``  always the last stage (all steps removed)   yes
+``no_thoughts``    curriculum removes steps, 0 thoughts        no
+``cot``            all steps, no thoughts                      no
+``no_cot``         no steps, no thoughts                       no
+=================  ==========================================  =========
+
+Markers follow the official run.py, which sets ``no_special_marker`` for cot, no_cot and
+no_thoughts; `StageConfig.markers` overrides that.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from coconutblt.data.reasoning import Example
+from coconutblt.data.vocab import (
+    BOS_ID,
+    END_LATENT_ID,
+    EOS_ID,
+    LATENT_ID,
+    PAD_ID,
+    PAUSE_ID,
+    SPECIAL_NAMES,
+    START_LATENT_ID,
+    encode,
+)
+from coconutblt.errors import UserError
+
+MODES = ("coconut", "cot", "no_cot", "no_thoughts", "pause", "no_curriculum")
+IGNORE_INDEX = -100
+_MARKED_MODES = frozenset({"coconut", "pause", "no_curriculum"})
+_CURRICULUM_MODES = frozenset({"coconut", "pause", "no_thoughts"})
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How examples are laid out at a stage; field names are the official config keys."""
+
+    mode: str = "coconut"
+    c_thought: int = 1
+    max_latent_stage: int = 3
+    pad_latent_to_max: bool = False
+    uniform_prob: float = 0.0
+    markers: bool | None = None  # None: the mode's default (table in the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.c_thought < 0 or self.max_latent_stage < 0:
+            raise UserError("c_thought and max_latent_stage must be >= 0; fix the config")
+        if not 0.0 <= self.uniform_prob <= 1.0:
+            raise UserError(f"uniform_prob={self.uniform_prob} must be in [0, 1]; fix the config")
+
+    @property
+    def uses_markers(self) -> bool:
+        """Whether `<|start-latent|>`/`<|end-latent|>` surround the (possibly 0) thoughts."""
+        return self.mode in _MARKED_MODES if self.markers is None else self.markers
+
+    @property
+    def thought_id(self) -> int:
+        """PAUSE_ID for the pause ablation (ordinary embeddings), else LATENT_ID."""
+        return PAUSE_ID if self.mode == "pause" else LATENT_ID
+
+
+def scheduled_stage(epoch: int, epochs_per_stage: int, cfg: StageConfig) -> int:
+    """The stage trained at `epoch`: 0 for cot/no_cot, past the last for no_curriculum."""
+    if cfg.mode in ("cot", "no_cot"):
+        return 0
+    if cfg.mode == "no_curriculum":
+        return cfg.max_latent_stage + 1
+    return epoch // max(1, epochs_per_stage)
+
+
+def stage_counts(
+    example: Example,
+    stage: int,
+    cfg: StageConfig,
+    rng: random.Random | None = None,
+    *,
+    for_eval: bool = False,
+) -> tuple[int, int]:
+    """(steps removed, thought positions) for `example` at `stage`.
+
+    The thought count already includes `c_thought`. Training draws the uniform-mixing stage
+    from `rng` (required when `uniform_prob` > 0). `for_eval` gives the official generation
+    prompt instead: no mixing and `min(stage, max_latent_stage capped by len(steps) unless
+    pad_latent_to_max)` thoughts.
+    """
+    if stage < 0:
+        raise ValueError(f"stage={stage}: must be >= 0")
+    n_steps = len(example.steps)
+    if cfg.mode == "cot":
+        return 0, 0
+    if cfg.mode == "no_cot":
+        return n_steps, 0
+    if cfg.mode == "no_curriculum":
+        stage = cfg.max_latent_stage + 1
+    elif not for_eval and cfg.uniform_prob > 0:
+        if rng is None:
+            raise ValueError("uniform_prob > 0 needs an rng (random.Random) to draw stages")
+        if rng.random() < cfg.uniform_prob:
+            stage = rng.randrange(n_steps + 1)
+    per_step = 0 if cfg.mode == "no_thoughts" else cfg.c_thought
+    cap = cfg.max_latent_stage if cfg.pad_latent_to_max else min(n_steps, cfg.max_latent_stage)
+    skip = n_steps if stage > cfg.max_latent_stage else min(stage, n_steps)
+    if for_eval:
+        return skip, min(cap, stage) * per_step
+    thoughts = cap if stage > cfg.max_latent_stage else stage
+    return skip, thoughts * per_step
+
+
+def _target_text(example: Example, n_skip_steps: int) -> str:
+    return "".join(s + "\n" for s in example.steps[n_skip_steps:]) + "### " + example.answer
+
+
+def format_text(
+    example: Example,
+    n_skip_steps: int,
+    n_latents: int,
+    markers: bool,
+    latent_text: str = SPECIAL_NAMES[LATENT_ID],
+    start_text: str = SPECIAL_NAMES[START_LATENT_ID],
+    end_text: str = SPECIAL_NAMES[END_LATENT_ID],
+) -> tuple[str, str]:
+    """(prompt, target) as text, for tokenizers that know the markers as added tokens.
+
+    No BOS/EOS: the caller's tokenizer adds its own; the target must be followed by EOS.
+    """
+    prompt = example.question + "\n"
+    if markers:
+        prompt += start_text + latent_text * n_latents + end_text
+    elif n_latents:
+        prompt += latent_text * n_latents
+    return prompt, _target_text(example, n_skip_steps)
+
+
+@dataclass(frozen=True)
+class StagedExample:
+    """One example laid out for training (`input_ids`, `labels`) and generation (`prompt_ids`).
+
+    `labels[i]` is the id at position i, or -100 where no loss is taken (BOS, question,
+    markers, thoughts); the model shifts internally.
+    """
+
+    prompt_ids: list[int]
+    target_ids: list[int]
+    input_ids: list[int]
+    labels: list[int]
+    n_latents: int
+    n_skip_steps: int
+    answer: str
+
+
+def format_example(
+    example: Example,
+    stage: int,
+    cfg: StageConfig,
+    rng: random.Random | None = None,
+    *,
+    for_eval: bool = False,
+) -> StagedExample:
+    """Byte ids for `example` at `stage` (counts from `stage_counts`)."""
+    skip, n_latents = stage_counts(example, stage, cfg, rng, for_eval=for_eval)
+    prompt = [BOS_ID] + encode(example.question + "\n")
+    thoughts = [cfg.thought_id] * n_latents
+    prompt += [START_LATENT_ID, *thoughts, END_LATENT_ID] if cfg.uses_markers else thoughts
+    target = encode(_target_text(example, skip)) + [EOS_ID]
+    return StagedExample(
+        prompt_ids=prompt,
+        target_ids=target,
+        input_ids=prompt + target,
+        labels=[IGNORE_INDEX] * len(prompt) + target,
+        n_latents=n_latents,
+        n_skip_steps=skip,
+        answer=example.answer,
+    )
+
+
+def collate(staged: list[StagedExample], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
+    """Right-padded LongTensors `input_ids`, `labels` (-100 at pads) and `attention_mask`."""
+    if not staged:
+        raise ValueError("collate needs at least one example")
+    width = max(len(s.input_ids) for s in staged)
+    input_ids = torch.full((len(staged), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(staged), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(staged), width), dtype=torch.long)
+    for row, s in enumerate(staged):
+        n = len(s.input_ids)
+        input_ids[row, :n] = torch.tensor(s.input_ids, dtype=torch.long)
+        labels[row, :n] = torch.tensor(s.labels, dtype=torch.long)
+        mask[row, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+def extract_answer(generated_text: str) -> str:
+    """The exact-match answer: text after the last ``###``, up to newline/EOS, stripped.
+
+    Returns "" when there is no ``###`` (no answer given). A special token rendered as
+    ``<|...|>`` (e.g. EOS from `decode_text`) ends the answer too.
+    """
+    at = generated_text.rfind("###")
+    if at < 0:
+        return ""
+    rest = generated_text[at + 3 :]
+    for stop in ("\n", "<|"):
+        rest = rest.split(stop, 1)[0]
+    return rest.strip()
