@@ -4,10 +4,11 @@ The rules follow the official Coconut code (facebookresearch/coconut, dataset.py
 MIT) so that results are comparable:
 
 * Stage k replaces the first k steps with k * c_thought thoughts. A stage above
-  `max_latent_stage` removes all steps and uses `max_latent_stage` thoughts-per-c_thought
-  (or `min(len(steps), max_latent_stage)` unless `pad_latent_to_max`). A stage at most
-  `max_latent_stage` but above the number of steps still uses k (the official training
-  data does this; its evaluation prompt does not, see `stage_counts(for_eval=True)`).
+  `max_latent_stage` removes all steps and uses `max_latent_stage * c_thought` thoughts
+  (`min(len(steps), max_latent_stage) * c_thought` unless `pad_latent_to_max`). A stage at
+  most `max_latent_stage` but above the number of steps still uses k * c_thought (the
+  official training data does this; its evaluation prompt does not, see
+  `stage_counts(for_eval=True)`).
 * With probability `uniform_prob` an example trains a uniformly random stage
   0..len(steps) instead (the analysis runs of the paper).
 * Layout: ``BOS question\\n <|start-latent|> thoughts <|end-latent|> step\\n ... ### answer
