@@ -1,0 +1,249 @@
+"""`coconutblt hf tokens | train | eval` end to end on a tiny random GPT-2 saved to tmp_path."""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+import torch  # noqa: E402
+
+from coconutblt.errors import UserError  # noqa: E402
+from coconutblt.hf.batching import Encoded, collate  # noqa: E402
+from coconutblt.hf.commands import add_hf_parser, train_stage  # noqa: E402
+from tests.test_hf_coconut import tiny_gpt2, tiny_tokenizer  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GSM8K = DATA / "gsm8k" / "train.jsonl"
+needs_gsm8k = pytest.mark.skipif(not GSM8K.is_file(), reason="shared GSM8k data not present")
+
+TOY = [
+    {"question": "Ann has 3 apples and buys 4 more. How many?", "answer": "3+4=<<3+4=7>>7\n#### 7"},
+    {"question": "Bob has 10 pens and gives 2 away. How many?", "answer": "<<10-2=8>>8\n#### 8"},
+    {"question": "A box holds 6 eggs. How many in 2 boxes?", "answer": "<<6*2=12>>12\n#### 12"},
+    {
+        "question": "Cat reads 5 pages a day for 3 days, then 4 more. Total?",
+        "answer": "<<5*3=15>>15\n<<15+4=19>>19\n#### 19",
+    },
+]
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog="coconutblt")
+    add_hf_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def save_tiny_base(folder: Path, texts) -> Path:
+    """A tiny random GPT-2 and a BPE tokenizer trained on `texts`, as a HF model folder."""
+    tok = tiny_tokenizer(texts, vocab_size=400)
+    model = tiny_gpt2(len(tok), tok.eos_token_id)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def read_texts(path: Path, n: int) -> list[str]:
+    lines = path.read_text(encoding="utf-8").split("\n")[:n]
+    return [r["question"] + "\n" + r["answer"] for r in map(json.loads, lines)]
+
+
+@pytest.fixture
+def toy_data(tmp_path):
+    path = tmp_path / "toy.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in TOY) + "\n")
+    return path
+
+
+@pytest.fixture
+def toy_base(tmp_path):
+    return save_tiny_base(tmp_path / "base", [r["question"] + "\n" + r["answer"] for r in TOY])
+
+
+@needs_gsm8k
+def test_stage0_then_stage1_then_eval_on_gsm8k(tmp_path, capsys):
+    base = save_tiny_base(tmp_path / "base", read_texts(GSM8K, 64))
+    s0, s1 = tmp_path / "stage0", tmp_path / "stage1"
+    common = ["--data", str(GSM8K), "--max-examples", "16", "--batch-size", "8", "--lr", "1e-3"]
+    common += ["--val-data", str(GSM8K), "--max-val-examples", "4", "--max-new-tokens", "16"]
+    assert (
+        run_cli(
+            [
+                "hf",
+                "train",
+                "--base-model",
+                str(base),
+                "--stage",
+                "0",
+                "--epochs",
+                "2",
+                "--out",
+                str(s0),
+                *common,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert len(re.findall(r"validation accuracy \d+\.\d\d% \(\d+/4\)", out)) == 2
+    assert (
+        run_cli(
+            [
+                "hf",
+                "train",
+                "--load",
+                str(s0),
+                "--stage",
+                "1",
+                "--c-thought",
+                "2",
+                "--epochs",
+                "1",
+                "--out",
+                str(s1),
+                *common,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    meta0 = json.loads((s0 / "coconut.json").read_text())
+    meta1 = json.loads((s1 / "coconut.json").read_text())
+    assert (meta0["stage"], meta0["n_thoughts"], meta0["epoch"]) == (0, None, 2)
+    assert (meta1["stage"], meta1["n_thoughts"], meta1["source"]) == (1, 2, str(s0))
+    for folder in (s0, s1):
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "coconut.json"} <= names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+    assert (
+        run_cli(
+            [
+                "hf",
+                "eval",
+                "--ckpt",
+                str(s0),
+                str(s1),
+                "--data",
+                str(GSM8K),
+                "--max-examples",
+                "4",
+                "--max-new-tokens",
+                "16",
+                "--show",
+                "2",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    block = r"Accuracy = \d+\.\d\d%  Avg tokens = \d+\.\d  Time = \d+\.\ds"
+    assert re.search(r"Stage 0 \(stage0\):\s+" + block + r"\n", out), out
+    assert re.search(r"Stage 1 \(stage1\):\s+" + block + r"  \(2 thoughts\)", out), out
+    assert "Efficiency gain:" in out and "Quality:" in out
+    assert out.count("Ground truth: ") == 2 and "Example 2:" in out
+    assert re.search(r"Stage 1 \(stage1\) answer: .* \((correct|wrong)\)", out)
+
+
+def test_training_lowers_the_loss_and_uses_thoughts(tmp_path, toy_base, toy_data, capsys):
+    res0 = train_stage(
+        base_model=str(toy_base),
+        load=None,
+        data=str(toy_data),
+        stage=0,
+        out=str(tmp_path / "s0"),
+        epochs=6,
+        lr=3e-3,
+        batch_size=4,
+    )
+    assert res0["losses"][-1] < res0["losses"][0] - 0.5
+    res1 = train_stage(
+        base_model=None,
+        load=str(tmp_path / "s0"),
+        data=str(toy_data),
+        stage=1,
+        c_thought=1,
+        out=str(tmp_path / "s1"),
+        epochs=1,
+        batch_size=4,
+    )
+    # stage 1 starts from stage 0's weights: its first loss is already far below stage 0's
+    assert res1["losses"][0] < res0["losses"][0] - 0.5
+    assert "1 thoughts" in capsys.readouterr().out
+
+
+def test_tokens_report(toy_base, capsys):
+    assert run_cli(["hf", "tokens", "--base-model", str(toy_base)]) == 0
+    out = capsys.readouterr().out
+    before = int(re.search(r"Original vocab size: (\d+)", out).group(1))
+    assert f"New vocab size: {before + 3} (+3)" in out
+    for name in ("<|start-latent|>", "<|latent|>", "<|end-latent|>"):
+        assert re.search(re.escape(name) + r"\s+id \d+", out)
+    assert "round trip: ok" in out and "Adding again changes nothing: True" in out
+
+
+def test_user_errors_are_one_line(tmp_path, toy_base, toy_data):
+    cases = [
+        ["hf", "tokens", "--base-model", str(tmp_path / "nope")],
+        ["hf", "tokens", "--base-model", str(tmp_path)],  # a folder, but not a HF model
+        [
+            "hf",
+            "train",
+            "--base-model",
+            str(toy_base),
+            "--data",
+            str(tmp_path / "x.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        ["hf", "train", "--data", str(toy_data), "--out", str(tmp_path / "o")],
+        ["hf", "eval", "--ckpt", str(tmp_path / "nope"), "--data", str(toy_data)],
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(TOY[0]) + "\n{not json\n")
+    cases.append(
+        [
+            "hf",
+            "train",
+            "--base-model",
+            str(toy_base),
+            "--data",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    for argv in cases:
+        with pytest.raises(UserError) as err:
+            run_cli(argv)
+        assert "\n" not in str(err.value) and str(err.value), argv
+    assert not (tmp_path / "o").exists()
+
+
+def test_collate_aligns_thoughts_and_keeps_rows_independent():
+    """Left padding puts every row's first thought on one column (n+1 passes, not more)."""
+    from coconutblt.hf.coconut_lm import CoconutForCausalLM
+
+    tok = tiny_tokenizer()
+    model = CoconutForCausalLM(tiny_gpt2(len(tok), tok.eos_token_id), tok).eval()
+    L, S, E = model.token_ids.latent, model.token_ids.start, model.token_ids.end
+    rows = [
+        Encoded([5, 6, 7, S, L, L, E, 8, 9], [-100] * 7 + [8, 9]),
+        Encoded([5, S, L, L, E, 9], [-100] * 5 + [9]),
+        Encoded([5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [-100] * 3 + list(range(8, 15))),
+    ]
+    batch = collate(rows, tok.eos_token_id, L)
+    cols = (batch["input_ids"] == L).any(0).nonzero().flatten().tolist()
+    assert len(cols) == 2
+    out = model(**batch)
+    assert out.n_passes == 3
+    for b, r in enumerate(rows):
+        alone = model(torch.tensor([r.input_ids]), labels=torch.tensor([r.labels]))
+        real = batch["attention_mask"][b].bool()
+        torch.testing.assert_close(out.logits[b, real], alone.logits[0], atol=2e-5, rtol=1e-4)
+        assert batch["labels"][b, real].tolist() == r.labels
