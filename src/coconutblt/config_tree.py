@@ -73,6 +73,11 @@ def _coerce(value: Any, tp: Any, dotted: str, source: str) -> Any:
         if not isinstance(value, bool):
             raise UserError(f"{source}: '{dotted}' must be true or false, got {value!r}")
         return value
+    if isinstance(value, str) and tp in (int, float):  # YAML reads "1e-3" as a string
+        try:
+            value = tp(value)
+        except ValueError:
+            pass
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{source}: '{dotted}' must be an integer, got {value!r}")

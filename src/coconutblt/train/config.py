@@ -58,6 +58,7 @@ class TrainingConfig:
     save_every: int = 0  # steps between checkpoints (0 = each epoch / at the end)
     eval_max_new_tokens: int = 64
     num_threads: int = 0  # CPU threads (0 = torch default)
+    max_steps_per_run: int = 0  # >0: checkpoint and stop after this many steps (resume later)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class CurriculumConfig:
     uniform_prob: float = 0.0
     reset_optimizer: bool = True
     init_from: str = ""  # checkpoint to start from (e.g. a CoT run for stage >= 1)
+    start_stage: int = 0  # curriculum modes: stage of the first epoch (1 after a CoT init)
 
 
 @dataclass

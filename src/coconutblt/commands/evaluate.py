@@ -1,0 +1,57 @@
+"""`coconutblt eval --ckpt A [B ...] --data FILE`: accuracy, bytes, latency; one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="task accuracy of one or more checkpoints on reasoning data")
+    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint files or run folders")
+    p.add_argument("--data", required=True, help="reasoning examples (JSON/JSONL, Internalize-CoT .txt, GSM8k)")
+    p.add_argument("--names", nargs="*", help="a label per checkpoint (default: its path and mode)")
+    p.add_argument("--stage", type=int, default=None, help="prompt at this stage (default: the checkpoint's)")
+    p.add_argument("--max-examples", type=int, default=200)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--examples", type=int, default=3, help="side-by-side examples to print")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)
+
+
+def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.Namespace):
+    """Load a trainer checkpoint and evaluate it the way it was trained (mode, c_thought, stage)."""
+    from coconutblt.inference.evaluate import evaluate_examples
+    from coconutblt.train.checkpoint import load_model, read_checkpoint
+    from coconutblt.train.config import run_config_from_dict
+    from coconutblt.train.loop import stage_config
+
+    ckpt = read_checkpoint(path)
+    model = load_model(path, args.device)
+    cfg = run_config_from_dict(ckpt.get("run_config", {}), source=f"{path} (run_config)")
+    use_stage = stage if stage is not None else int(ckpt.get("stage", 0))
+    result = evaluate_examples(model, examples, stage_config(cfg), use_stage, args.batch_size, args.max_new_tokens)
+    return f"{cfg.curriculum.mode} stage {use_stage}", result
+
+
+def run(args: argparse.Namespace) -> int:
+    from coconutblt.data.reasoning import load_examples
+    from coconutblt.errors import UserError
+    from coconutblt.inference.report import comparison_table, side_by_side, summary_lines
+
+    if args.names and len(args.names) != len(args.ckpt):
+        raise UserError(f"--names has {len(args.names)} labels for {len(args.ckpt)} checkpoints; give one each")
+    examples = load_examples(args.data)[: args.max_examples]
+    results = []
+    for i, path in enumerate(args.ckpt):
+        label, result = evaluate_checkpoint(path, examples, args.stage, args)
+        name = args.names[i] if args.names else f"{Path(path).parent.name}/{Path(path).name} ({label})"
+        results.append((name, result))
+    print(f"{len(examples)} examples from {args.data}\n")
+    print(summary_lines(results))
+    print()
+    print(comparison_table(results))
+    print()
+    print(side_by_side(results, args.examples))
+    return 0

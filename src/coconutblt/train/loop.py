@@ -1,0 +1,308 @@
+"""The trainer: one loop for text pretraining (steps) and the Coconut curriculum (epochs).
+
+Everything a resumed run needs is in `last.pt`: model, optimizer, step, epoch, batch index,
+stage, best accuracy, RNG states. Batches are a pure function of (seed, epoch, index), the
+learning rate a pure function of the step, so `--resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from coconutblt.data.stages import StageConfig, scheduled_stage
+from coconutblt.errors import UserError
+from coconutblt.model import HybridTransformer
+from coconutblt.train.batches import ReasoningBatches
+from coconutblt.train.checkpoint import model_checkpoint, read_checkpoint, save_atomic
+from coconutblt.train.config import RunConfig, run_config_from_dict
+from coconutblt.train.data_setup import load_reasoning, load_text
+from coconutblt.train.metrics import MetricsLog, plot_metrics
+from coconutblt.train.optim import build_optimizer, lr_at, set_lr
+
+LN2 = math.log(2)
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # reasoning runs: current epoch
+    batch_index: int = 0  # next micro-batch of the epoch (text runs: unused)
+    stage: int = -1  # stage of the current optimizer (-1 = none yet)
+    best_accuracy: float = -1.0
+    last_loss: float = float("nan")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"training.device={name} but no CUDA device is visible; use device=cpu")
+    return torch.device(name)
+
+
+def stage_config(cfg: RunConfig) -> StageConfig:
+    c = cfg.curriculum
+    return StageConfig(c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob)
+
+
+def stage_at(cfg: RunConfig, epoch: int) -> int:
+    c = cfg.curriculum
+    stage = scheduled_stage(epoch, c.epochs_per_stage, stage_config(cfg))
+    return stage + (c.start_stage if c.mode in ("coconut", "pause", "no_thoughts") else 0)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, show_progress: bool = True) -> None:
+        self.out = Path(out_dir)
+        self.show_progress = show_progress
+        resume_ckpt = None
+        if resume:
+            last = self.out / "last.pt"
+            if not last.is_file():
+                raise UserError(f"{last}: nothing to resume; start without --resume")
+            resume_ckpt = read_checkpoint(last)
+            cfg = self._resumed_config(cfg, resume_ckpt)
+        self.cfg = cfg
+        t = cfg.training
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.device = pick_device(t.device)
+        use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        torch.manual_seed(t.seed)
+        self.model = HybridTransformer(cfg.model).to(self.device)
+        self._load_patcher_and_init()
+        self.state = TrainState()
+        self.optimizer = build_optimizer(self.model, t)
+        if cfg.data.kind == "reasoning":
+            self.data = load_reasoning(cfg)
+            self.batches = ReasoningBatches(self.data.train, stage_config(cfg), t.batch_size, t.seed)
+            self.steps_per_epoch = math.ceil(len(self.batches) / t.grad_accum)
+            self.total_steps = self.steps_per_epoch * cfg.curriculum.num_epochs
+        else:
+            self.text = load_text(cfg)
+            from coconutblt.data.corpora import ByteWindows
+
+            self.windows = ByteWindows(self.text.train, cfg.data.seq_len, t.batch_size, t.seed)
+            self.total_steps = t.steps
+            if self.total_steps <= 0:
+                raise UserError("text runs need training.steps > 0 (e.g. training.steps=200)")
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+        self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.state.step if resume else None)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _resumed_config(cfg: RunConfig, ckpt: dict) -> RunConfig:
+        saved = run_config_from_dict(ckpt["run_config"], source="checkpoint run_config")
+        if saved.model != cfg.model:
+            raise UserError("--resume: the model config differs from the checkpoint's; resume with the same config")
+        saved.training.max_steps_per_run = cfg.training.max_steps_per_run
+        return saved
+
+    def _load_patcher_and_init(self) -> None:
+        t, c = self.cfg.training, self.cfg.curriculum
+        if t.entropy_model:
+            if self.model.entropy_model is None:
+                raise UserError("training.entropy_model is set but model.patcher is not 'entropy' with estimator 'model'")
+            ckpt = read_checkpoint(t.entropy_model)
+            if ckpt.get("kind") != "entropy":
+                raise UserError(f"{t.entropy_model}: not an entropy-model checkpoint; train one with `coconutblt entropy train`")
+            self.model.entropy_model.load_state_dict(ckpt["model"])
+        if c.init_from:
+            ckpt = read_checkpoint(c.init_from)
+            try:
+                self.model.load_state_dict(ckpt["model"])
+            except RuntimeError as exc:
+                raise UserError(f"{c.init_from}: weights do not fit this model config ({str(exc).splitlines()[0]})") from None
+
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        ts = ckpt["train_state"]
+        self.state = TrainState(**ts["state"])
+        if self.state.stage >= 0 or self.cfg.data.kind == "text":
+            self.optimizer.load_state_dict(ts["optimizer"])
+        torch.set_rng_state(ts["torch_rng"])
+        random.setstate(ts["python_rng"])
+
+    def checkpoint(self, name: str = "last.pt", with_train_state: bool = True) -> Path:
+        extra = {"run_config": self.cfg.to_dict(), "stage": max(self.state.stage, 0), "step": self.state.step}
+        if with_train_state:
+            extra["train_state"] = {
+                "state": vars(self.state).copy(),
+                "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            }
+        path = self.out / name
+        save_atomic(model_checkpoint(self.model, extra=extra), path)
+        return path
+
+    # ------------------------------------------------------------------ one step
+    def _micro_loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = self.cfg.training
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            out = self.model(input_ids.to(self.device), labels=labels.to(self.device))
+        loss = out.loss
+        if t.train_estimator and out.estimator_loss is not None:
+            loss = loss + t.est_loss_weight * out.estimator_loss
+        return loss
+
+    def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        t = self.cfg.training
+        set_lr(self.optimizer, lr_at(self.state.step, self.total_steps, t))
+        total = 0.0
+        for input_ids, labels in micro_batches:
+            loss = self._micro_loss(input_ids, labels) / len(micro_batches)
+            if not torch.isfinite(loss):
+                raise UserError(
+                    f"non-finite loss at step {self.state.step}; lower training.lr or raise training.warmup_steps "
+                    f"(the last good checkpoint is {self.out / 'last.pt'})"
+                )
+            loss.backward()
+            total += loss.item()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.state.last_loss = total
+        return total
+
+    # ------------------------------------------------------------------ loops
+    def fit(self) -> dict:
+        self.model.train()
+        bar = tqdm(
+            total=self.total_steps, initial=self.state.step, disable=not self.show_progress, unit="step", dynamic_ncols=True
+        )
+        try:
+            if self.cfg.data.kind == "reasoning":
+                summary = self._fit_reasoning(bar)
+            else:
+                summary = self._fit_text(bar)
+        except KeyboardInterrupt:
+            self.checkpoint()
+            bar.close()
+            print(f"interrupted: saved {self.out / 'last.pt'} at step {self.state.step}; continue with --resume")
+            raise
+        bar.close()
+        plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out))
+        return summary
+
+    def _stop_requested(self, steps_this_run: int) -> bool:
+        limit = self.cfg.training.max_steps_per_run
+        return limit > 0 and steps_this_run >= limit
+
+    def _fit_text(self, bar) -> dict:
+        t = self.cfg.training
+        started, steps_this_run = time.perf_counter(), 0
+        tokens_seen = 0
+        while self.state.step < self.total_steps:
+            step = self.state.step
+            micro = []
+            for i in range(t.grad_accum):
+                ids = self.windows.batch(step * t.grad_accum + i)
+                micro.append((ids, ids))
+            loss = self._optimizer_step(micro)
+            tokens_seen += sum(m[0].numel() for m in micro)
+            steps_this_run += 1
+            rate = tokens_seen / max(time.perf_counter() - started, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", bpb=f"{loss / LN2:.3f}", bytes_s=f"{rate:,.0f}")
+            if self.state.step % t.log_every == 0 or self.state.step == self.total_steps:
+                self.log.write({"type": "train", "step": self.state.step, "loss": loss, "bpb": loss / LN2,
+                                "lr": self.optimizer.param_groups[0]["lr"], "bytes_per_s": rate, "stage": 0})
+            if t.eval_every and self.state.step % t.eval_every == 0:
+                self._eval_text()
+            if t.save_every and self.state.step % t.save_every == 0:
+                self.checkpoint()
+            if self._stop_requested(steps_this_run):
+                self.checkpoint()
+                return {"stopped_at": self.state.step}
+        heldout = self._eval_text()
+        self.checkpoint()
+        self.checkpoint("final.pt", with_train_state=False)
+        return {"steps": self.state.step, "train_loss": self.state.last_loss, "heldout_bpb": heldout}
+
+    @torch.no_grad()
+    def _eval_text(self, max_batches: int = 8) -> float:
+        from coconutblt.data.corpora import ByteWindows
+
+        self.model.eval()
+        seq = min(self.cfg.data.seq_len, max(len(self.text.heldout) - 2, 2))
+        windows = ByteWindows(self.text.heldout, seq, self.cfg.training.batch_size)
+        total, count = 0.0, 0
+        for ids in windows.sequential(max_batches):
+            ids = ids.to(self.device)
+            out = self.model(ids, labels=ids)
+            n = ids[:, 1:].numel()
+            total += out.loss.item() * n
+            count += n
+        self.model.train()
+        bpb = total / max(count, 1) / LN2
+        self.log.write({"type": "eval", "step": self.state.step, "bpb": bpb, "stage": 0})
+        return bpb
+
+    def _fit_reasoning(self, bar) -> dict:
+        t, c = self.cfg.training, self.cfg.curriculum
+        started, steps_this_run, bytes_seen = time.perf_counter(), 0, 0
+        history = []
+        while self.state.epoch < c.num_epochs:
+            epoch = self.state.epoch
+            stage = stage_at(self.cfg, epoch)
+            if stage != self.state.stage:
+                if self.state.stage >= 0 and c.reset_optimizer:
+                    self.optimizer = build_optimizer(self.model, t)
+                self.state.stage = stage
+                self.state.best_accuracy = -1.0  # best checkpoint is chosen within a stage
+            n_batches = len(self.batches)
+            while self.state.batch_index < n_batches:
+                idx = range(self.state.batch_index, min(self.state.batch_index + t.grad_accum, n_batches))
+                batches = [self.batches.batch(epoch, i, stage) for i in idx]
+                loss = self._optimizer_step([(b["input_ids"], b["labels"]) for b in batches])
+                self.state.batch_index = idx[-1] + 1
+                steps_this_run += 1
+                bytes_seen += sum(int(b["n_bytes"]) for b in batches)
+                rate = bytes_seen / max(time.perf_counter() - started, 1e-9)
+                bar.update(1)
+                bar.set_postfix(stage=stage, epoch=epoch, loss=f"{loss:.3f}", bytes_s=f"{rate:,.0f}")
+                if self.state.step % t.log_every == 0:
+                    self.log.write({"type": "train", "step": self.state.step, "epoch": epoch, "stage": stage,
+                                    "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "bytes_per_s": rate})
+                if t.save_every and self.state.step % t.save_every == 0:
+                    self.checkpoint()
+                if self._stop_requested(steps_this_run):
+                    self.checkpoint()
+                    return {"stopped_at": self.state.step}
+            result = self.validate(stage)
+            history.append({"epoch": epoch, "stage": stage, **result.summary()})
+            self.log.write({"type": "eval", "step": self.state.step, "epoch": epoch, "stage": stage, **result.summary()})
+            bar.write(f"epoch {epoch} stage {stage}: val accuracy {result.accuracy:.1%}, "
+                      f"{result.avg_bytes:.1f} bytes generated, {result.avg_thoughts:.1f} thoughts")
+            self.state.epoch += 1
+            self.state.batch_index = 0
+            if result.accuracy > self.state.best_accuracy:
+                self.state.best_accuracy = result.accuracy
+                self.checkpoint("best.pt", with_train_state=False)
+            last_of_stage = self.state.epoch >= c.num_epochs or stage_at(self.cfg, self.state.epoch) != stage
+            if last_of_stage:
+                self.checkpoint(f"stage{stage}.pt", with_train_state=False)
+            self.checkpoint()
+        self.checkpoint("final.pt", with_train_state=False)
+        return {"steps": self.state.step, "history": history, "best_accuracy": self.state.best_accuracy}
+
+    def validate(self, stage: int):
+        from coconutblt.inference.evaluate import evaluate_examples
+
+        return evaluate_examples(
+            self.model, self.data.val, stage_config(self.cfg), stage,
+            batch_size=max(self.cfg.training.batch_size, 32), max_new_tokens=self.cfg.training.eval_max_new_tokens,
+        )
