@@ -15,6 +15,7 @@ from coconutblt.hf.coconut_lm import (  # noqa: E402
     LATENT_TOKENS,
     CoconutForCausalLM,
     add_special_tokens,
+    enable_checkpointing,
     left_align,
 )
 
@@ -281,7 +282,7 @@ def test_no_cache_and_gradient_checkpointing_paths_equal_cached(kind):
     assert slow.past_key_values is None
     torch.testing.assert_close(slow.logits, cached.logits, atol=2e-5, rtol=1e-4)
     # gradient checkpointing drops the cache in training: the wrapper must not use it then
-    model.base_model.gradient_checkpointing_enable()
+    enable_checkpointing(model.base_model)
     model.train()
     ckpt = model(ids, mask, labels)
     ckpt.loss.backward()

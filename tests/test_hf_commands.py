@@ -177,6 +177,40 @@ def test_training_lowers_the_loss_and_uses_thoughts(tmp_path, toy_base, toy_data
     assert "1 thoughts" in capsys.readouterr().out
 
 
+def test_bf16_checkpointing_and_accumulation_flags(tmp_path, toy_base, toy_data):
+    """The large-model switches run together: bf16 weights, recompute, 2 micro-batches/step."""
+    out = tmp_path / "s1"
+    argv = [
+        "hf",
+        "train",
+        "--base-model",
+        str(toy_base),
+        "--data",
+        str(toy_data),
+        "--stage",
+        "2",
+        "--c-thought",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "2",
+        "--bf16",
+        "--gradient-checkpointing",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(argv) == 0
+    meta = json.loads((out / "coconut.json").read_text())
+    assert (meta["stage"], meta["n_thoughts"], meta["steps"]) == (2, 2, 1)
+    config = json.loads((out / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
+
+
 def test_tokens_report(toy_base, capsys):
     assert run_cli(["hf", "tokens", "--base-model", str(toy_base)]) == 0
     out = capsys.readouterr().out
@@ -204,6 +238,11 @@ def test_user_errors_are_one_line(tmp_path, toy_base, toy_data):
         ["hf", "train", "--data", str(toy_data), "--out", str(tmp_path / "o")],
         ["hf", "eval", "--ckpt", str(tmp_path / "nope"), "--data", str(toy_data)],
     ]
+    config_only = tmp_path / "config_only"
+    json_cfg = json.loads((toy_base / "config.json").read_text())
+    config_only.mkdir()
+    (config_only / "config.json").write_text(json.dumps(json_cfg))
+    cases.append(["hf", "tokens", "--base-model", str(config_only)])  # no tokenizer files
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(TOY[0]) + "\n{not json\n")
     cases.append(

@@ -119,6 +119,17 @@ def _init_rows(weight: torch.Tensor, rows: list[int], source_id: int | None, n_o
     weight[rows] = value
 
 
+# Without one of these, AutoTokenizer quietly builds an empty tokenizer from config.json alone.
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+)
+
+
 def _is_hf_model_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
@@ -139,6 +150,11 @@ def load_pretrained(path: str | os.PathLike, dtype: torch.dtype | None = None):
             f"{p} is not a Hugging Face model folder (no config.json); "
             "save one with save_pretrained or pass the folder that contains config.json"
         )
+    if not any((p / name).is_file() for name in _TOKENIZER_FILES):
+        raise UserError(
+            f"{p} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+            "save the tokenizer into the model folder with tokenizer.save_pretrained"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(p, local_files_only=True)
     except (OSError, ValueError, TypeError) as e:
@@ -147,13 +163,23 @@ def load_pretrained(path: str | os.PathLike, dtype: torch.dtype | None = None):
             "save the tokenizer into the same folder"
         ) from e
     try:
-        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, **_dtype_kw(dtype))
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load a causal LM from {p}: {first}") from e
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _dtype_kw(dtype: torch.dtype | None) -> dict:
+    """`dtype=` for transformers >= 4.56, `torch_dtype=` before (the argument was renamed)."""
+    if dtype is None:
+        return {}
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
 def write_dir_atomically(out_dir: str | os.PathLike, write) -> Path:
@@ -279,8 +305,8 @@ class CoconutForCausalLM(nn.Module):
         columns = torch.nonzero(is_latent.any(dim=0)).flatten().tolist()  # sorted thought columns
         if columns and columns[0] == 0:
             raise ValueError("a <|latent|> token cannot be the first position: nothing precedes it")
-        if columns and self.training and _checkpointing(self.base_model):
-            use_cache = False
+        if self.training and _checkpointing(self.base_model):
+            use_cache = False  # transformers ignores the cache here; never rely on it
         bounds = list(zip([0] + columns, columns + [T], strict=True))  # [start, end) of each pass
         col = torch.arange(T, device=input_ids.device)  # (T,)
         cache, logits_parts, logits, n_passes = None, [], None, 0
@@ -411,6 +437,14 @@ def _checkpointing(base_model) -> bool:
         if hasattr(type(base_model), name):
             return bool(getattr(base_model, name))
     return False
+
+
+def enable_checkpointing(base_model) -> None:
+    """Turn on activation (gradient) checkpointing under either transformers name for it."""
+    if hasattr(base_model, "activation_checkpointing_enable"):
+        base_model.activation_checkpointing_enable()
+    else:
+        base_model.gradient_checkpointing_enable()
 
 
 def _new_cache(base_model):

@@ -169,7 +169,9 @@ def _load_examples(path: str | Path, max_examples: int | None, what: str = "--da
 
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"{what} file {p} does not exist; pass a JSONL/JSON reasoning data file")
+        raise UserError(
+            f"{what} file {p} does not exist; pass a .jsonl, .json or .txt reasoning data file"
+        )
     examples = list(load_examples(p))
     if max_examples is not None:
         examples = examples[:max_examples]
@@ -332,7 +334,7 @@ def train_stage(
     from tqdm.auto import tqdm
 
     from coconutblt.hf.batching import collate, encode_example
-    from coconutblt.hf.coconut_lm import CoconutForCausalLM
+    from coconutblt.hf.coconut_lm import CoconutForCausalLM, enable_checkpointing
 
     if stage < 0:
         raise UserError(f"--stage must be 0 or more, got {stage}")
@@ -358,7 +360,7 @@ def train_stage(
     model = CoconutForCausalLM.from_pretrained(source, dtype=torch.bfloat16 if bf16 else None)
     model.to(dev)
     if gradient_checkpointing:
-        model.base_model.gradient_checkpointing_enable()
+        enable_checkpointing(model.base_model)
     tok = model.tokenizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     thoughts = min(stage, max_latent_stage) * c_thought
