@@ -108,6 +108,9 @@ class HybridTransformer(nn.Module):
         B, T = input_ids.shape
         if T > cfg.max_seq_len:
             raise ValueError(f"sequence of {T} bytes is longer than max_seq_len={cfg.max_seq_len}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
+            bad = int(input_ids.max()) if int(input_ids.max()) >= cfg.vocab_size else int(input_ids.min())
+            raise ValueError(f"input id {bad} is outside the vocabulary [0, {cfg.vocab_size}); bytes are 0..255")
         byte_pos = torch.arange(T, device=input_ids.device).expand(B, T)
         h = self.encoder.byte_states(input_ids, byte_pos)  # (B, T, dl)
         ent, est_logits = self.entropies(input_ids, h)
