@@ -69,48 +69,14 @@ def toy_base(tmp_path):
 def test_stage0_then_stage1_then_eval_on_gsm8k(tmp_path, capsys):
     base = save_tiny_base(tmp_path / "base", read_texts(GSM8K, 64))
     s0, s1 = tmp_path / "stage0", tmp_path / "stage1"
-    common = ["--data", str(GSM8K), "--max-examples", "16", "--batch-size", "8", "--lr", "1e-3"]
-    common += ["--val-data", str(GSM8K), "--max-val-examples", "4", "--max-new-tokens", "16"]
-    assert (
-        run_cli(
-            [
-                "hf",
-                "train",
-                "--base-model",
-                str(base),
-                "--stage",
-                "0",
-                "--epochs",
-                "2",
-                "--out",
-                str(s0),
-                *common,
-            ]
-        )
-        == 0
-    )
+    common = f"--data {GSM8K} --max-examples 16 --batch-size 8 --lr 1e-3 --val-data {GSM8K} "
+    common += "--max-val-examples 4 --max-new-tokens 12"
+    argv0 = f"hf train --base-model {base} --stage 0 --epochs 2 --out {s0} {common}"
+    assert run_cli(argv0.split()) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"validation accuracy \d+\.\d\d% \(\d+/4\)", out)) == 2
-    assert (
-        run_cli(
-            [
-                "hf",
-                "train",
-                "--load",
-                str(s0),
-                "--stage",
-                "1",
-                "--c-thought",
-                "2",
-                "--epochs",
-                "1",
-                "--out",
-                str(s1),
-                *common,
-            ]
-        )
-        == 0
-    )
+    argv1 = f"hf train --load {s0} --stage 1 --c-thought 2 --epochs 1 --out {s1} {common}"
+    assert run_cli(argv1.split()) == 0
     capsys.readouterr()
     meta0 = json.loads((s0 / "coconut.json").read_text())
     meta1 = json.loads((s1 / "coconut.json").read_text())
@@ -121,26 +87,8 @@ def test_stage0_then_stage1_then_eval_on_gsm8k(tmp_path, capsys):
         assert {"config.json", "model.safetensors", "tokenizer.json", "coconut.json"} <= names
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
 
-    assert (
-        run_cli(
-            [
-                "hf",
-                "eval",
-                "--ckpt",
-                str(s0),
-                str(s1),
-                "--data",
-                str(GSM8K),
-                "--max-examples",
-                "4",
-                "--max-new-tokens",
-                "16",
-                "--show",
-                "2",
-            ]
-        )
-        == 0
-    )
+    argv = f"hf eval --ckpt {s0} {s1} --data {GSM8K} --max-examples 4 --max-new-tokens 12"
+    assert run_cli([*argv.split(), "--show", "2"]) == 0
     out = capsys.readouterr().out
     block = r"Accuracy = \d+\.\d\d%  Avg tokens = \d+\.\d  Time = \d+\.\ds"
     assert re.search(r"Stage 0 \(stage0\):\s+" + block + r"\n", out), out
@@ -180,31 +128,10 @@ def test_training_lowers_the_loss_and_uses_thoughts(tmp_path, toy_base, toy_data
 def test_bf16_checkpointing_and_accumulation_flags(tmp_path, toy_base, toy_data):
     """The large-model switches run together: bf16 weights, recompute, 2 micro-batches/step."""
     out = tmp_path / "s1"
-    argv = [
-        "hf",
-        "train",
-        "--base-model",
-        str(toy_base),
-        "--data",
-        str(toy_data),
-        "--stage",
-        "2",
-        "--c-thought",
-        "1",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--grad-accum",
-        "2",
-        "--bf16",
-        "--gradient-checkpointing",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
-    assert run_cli(argv) == 0
+    argv = f"hf train --base-model {toy_base} --data {toy_data} --stage 2 --c-thought 1 "
+    argv += "--epochs 1 --batch-size 2 --grad-accum 2 --bf16 --gradient-checkpointing "
+    argv += f"--device cpu --out {out}"
+    assert run_cli(argv.split()) == 0
     meta = json.loads((out / "coconut.json").read_text())
     assert (meta["stage"], meta["n_thoughts"], meta["steps"]) == (2, 2, 1)
     config = json.loads((out / "config.json").read_text())
