@@ -1,0 +1,315 @@
+"""Train the small byte LM (`EntropyModel`) whose next-byte entropy decides patch boundaries.
+
+The model is run the same way everywhere: on byte windows whose positions start at 0, with
+the attention window it was trained with. With a sliding window (`window` <= `seq_len`) every
+attention span a byte can see at generation time, however long the sequence, was also seen in
+training (RoPE only sees relative distances), so entropies do not drift past `seq_len` bytes;
+that drift is what makes patches collapse to ~1 byte when an entropy model is run otherwise.
+
+Checkpoint (`DIR/entropy.pt`, written atomically): {"format": "coconutblt", "version": 1,
+"kind": "entropy", "entropy_config": dict, "model": state dict, "train_bytes": int,
+"heldout_bpb": float, "seq_len": int, "steps": int, "losses": [(step, loss nats)], "data": [...]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from coconutblt.data.corpora import ByteWindows, read_corpus, split_corpus
+from coconutblt.data.vocab import VOCAB_SIZE
+from coconutblt.errors import UserError
+from coconutblt.model.config import EntropyModelConfig
+from coconutblt.model.entropy import EntropyModel
+from coconutblt.train.checkpoint import FORMAT, VERSION, read_checkpoint, save_atomic
+
+CHECKPOINT_NAME = "entropy.pt"
+LN2 = math.log(2.0)
+
+
+@dataclass
+class EntropyTrainConfig:
+    """What `coconutblt entropy train` trains, on what, for how long."""
+
+    data: list[str] = field(default_factory=list)  # files / folders; empty = Python stdlib sources
+    max_bytes: int = 20_000_000  # corpus cap (bytes read before the held-out split)
+    holdout: float = 0.02
+    steps: int = 1500
+    seq_len: int = 256
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    mlp_ratio: float = 4.0
+    window: int = 128  # sliding attention window over bytes (<= seq_len; 0 = full causal)
+    eval_bytes: int = 262_144  # held-out bytes scored for bits-per-byte
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+
+    def model_config(self) -> EntropyModelConfig:
+        return EntropyModelConfig(
+            self.d_model, self.n_layers, self.n_heads, self.mlp_ratio, self.window
+        )
+
+    def check(self) -> None:
+        bad = [
+            (self.steps < 1, "--steps must be >= 1"),
+            (self.seq_len < 8, "--seq-len must be >= 8"),
+            (self.batch_size < 1, "--batch-size must be >= 1"),
+            (self.lr <= 0, "--lr must be > 0"),
+            (self.d_model % self.n_heads != 0, "--d-model must be divisible by --n-heads"),
+            ((self.d_model // self.n_heads) % 2 != 0, "--d-model / --n-heads must be even (RoPE)"),
+            (self.window < 0, "--window must be >= 0"),
+            (not 0 < self.holdout < 0.5, "holdout must be in (0, 0.5)"),
+        ]
+        for is_bad, msg in bad:
+            if is_bad:
+                raise UserError(msg)
+
+
+@dataclass
+class EntropyTrainResult:
+    model: EntropyModel
+    path: Path | None
+    losses: list[tuple[int, float]]  # (step, train loss in nats)
+    heldout_bpb: float
+    train_bytes: int  # bytes seen in training (steps x batch x seq_len)
+    seconds: float
+    bytes_per_second: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def lr_at(step: int, cfg: EntropyTrainConfig) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+@torch.no_grad()
+def heldout_bpb(
+    model: EntropyModel,
+    data: torch.Tensor,
+    seq_len: int,
+    batch_size: int = 32,
+    max_bytes: int | None = None,
+) -> float:
+    """Bits per byte on non-overlapping windows of `data` (each window scored from its own start)."""
+    if max_bytes is not None:
+        data = data[: max(max_bytes, seq_len + 2)]
+    if len(data) <= seq_len + 1:
+        seq_len = len(data) - 1
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in ByteWindows(data, seq_len, batch_size).sequential():
+        batch = batch.to(dev)
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        total += float(model.loss(batch)) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1) / LN2
+
+
+def train_entropy_model(
+    cfg: EntropyTrainConfig,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    corpus: bytes | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> EntropyTrainResult:
+    """Train an `EntropyModel` on byte windows; score held-out bits-per-byte; save `DIR/entropy.pt`.
+
+    `corpus` (bytes) replaces reading `cfg.data` (used by benchmarks that already hold the text).
+    """
+    from tqdm.auto import tqdm
+
+    cfg.check()
+    if cfg.window == 0 or cfg.window > cfg.seq_len:
+        warnings.warn(
+            f"entropy model window={cfg.window} with seq_len={cfg.seq_len}: bytes further than "
+            f"{cfg.seq_len} into a sequence get extrapolated entropies; use --window <= --seq-len",
+            stacklevel=2,
+        )
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    dev = resolve_device(cfg.device)
+    blob = corpus if corpus is not None else read_corpus(cfg.data, cfg.max_bytes)
+    train, val = split_corpus(blob, cfg.holdout)
+    if len(val) <= 16:
+        raise UserError(f"corpus of {len(blob)} bytes leaves too little held-out text; add text")
+    windows = ByteWindows(train, cfg.seq_len, cfg.batch_size, seed=cfg.seed)
+
+    torch.manual_seed(cfg.seed)
+    model = EntropyModel(cfg.model_config(), VOCAB_SIZE).to(dev)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    losses: list[tuple[int, float]] = []
+    bytes_per_step = cfg.batch_size * cfg.seq_len
+    start = time.perf_counter()
+    bar = tqdm(
+        range(cfg.steps),
+        desc="entropy train",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    ema = None
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        batch = windows.batch(step).to(dev)
+        loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        value = loss.detach().item()
+        if not math.isfinite(value):
+            raise RuntimeError(f"entropy model loss is {value} at step {step}; lower --lr")
+        ema = value if ema is None else 0.9 * ema + 0.1 * value
+        if step % 10 == 0 or step == cfg.steps - 1:
+            losses.append((step, value))
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(
+                loss=f"{ema:.3f}",
+                bpb=f"{ema / LN2:.2f}",
+                bytes_s=f"{(step + 1) * bytes_per_step / elapsed:,.0f}",
+            )
+        if on_step is not None:
+            on_step(step, value)
+    seconds = time.perf_counter() - start
+    bar.close()
+    model.eval()
+    bpb = heldout_bpb(model, val.to(dev), cfg.seq_len, max_bytes=cfg.eval_bytes)
+    train_bytes = cfg.steps * bytes_per_step
+    path = None
+    if out_dir is not None:
+        path = Path(out_dir) / CHECKPOINT_NAME
+        save_atomic(entropy_checkpoint(model, cfg, train_bytes, bpb, losses), path)
+    model.requires_grad_(False)
+    return EntropyTrainResult(
+        model.cpu(), path, losses, bpb, train_bytes, seconds, train_bytes / seconds
+    )
+
+
+def entropy_checkpoint(
+    model: EntropyModel,
+    cfg: EntropyTrainConfig,
+    train_bytes: int,
+    bpb: float,
+    losses: Sequence[tuple[int, float]],
+) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "entropy",
+        "entropy_config": dataclasses.asdict(model.cfg),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_bytes": int(train_bytes),
+        "heldout_bpb": float(bpb),
+        "seq_len": int(cfg.seq_len),
+        "steps": int(cfg.steps),
+        "losses": [[int(s), float(v)] for s, v in losses],
+        "data": [str(p) for p in cfg.data] or ["<python stdlib>"],
+    }
+
+
+def entropy_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a folder holding `entropy.pt`."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CHECKPOINT_NAME).is_file():
+            raise UserError(
+                f"{path}: folder holds no {CHECKPOINT_NAME}; train one with `coconutblt entropy train --out {path}`"
+            )
+        return path / CHECKPOINT_NAME
+    return path
+
+
+def read_entropy_checkpoint(path: str | Path) -> dict:
+    ckpt = read_checkpoint(entropy_checkpoint_path(path))
+    if ckpt.get("kind") != "entropy":
+        raise UserError(
+            f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not an entropy model; pass `entropy train --out` DIR"
+        )
+    return ckpt
+
+
+def load_entropy_model(path: str | Path, device: str | torch.device = "cpu") -> EntropyModel:
+    """`DIR` (holding entropy.pt) or the .pt file -> frozen `EntropyModel` in eval mode.
+
+    The returned model carries `train_seq_len` (the window length it was trained on) and
+    `heldout_bpb` from its checkpoint.
+    """
+    ckpt = read_entropy_checkpoint(path)
+    try:
+        cfg = EntropyModelConfig(**ckpt["entropy_config"])
+    except TypeError as exc:
+        raise UserError(f"{path}: entropy_config does not fit this coconutblt ({exc})") from None
+    model = EntropyModel(cfg, VOCAB_SIZE)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: weights do not fit the entropy config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.train_seq_len = int(ckpt.get("seq_len", 0))
+    model.heldout_bpb = float(ckpt.get("heldout_bpb", float("nan")))
+    model.requires_grad_(False)
+    return model.to(device).eval()
+
+
+def install_entropy_model(hybrid, path: str | Path) -> None:
+    """Load a trained entropy model into `HybridTransformer.entropy_model` (patcher=entropy).
+
+    The hybrid's `entropy_patcher.model` config must match the checkpoint's (`patch calibrate
+    --out-config` writes it); a mismatch is a one-line `UserError`.
+    """
+    if getattr(hybrid, "entropy_model", None) is None:
+        raise UserError(
+            "the model has no entropy model to load: set model.patcher=entropy and entropy_patcher.estimator=model"
+        )
+    loaded = load_entropy_model(path)
+    want, have = dataclasses.asdict(loaded.cfg), dataclasses.asdict(hybrid.entropy_model.cfg)
+    if want != have:
+        diff = {k: (have[k], want[k]) for k in want if want[k] != have.get(k)}
+        raise UserError(
+            f"{path}: entropy model config {diff} (config, checkpoint) differs from model.entropy_patcher.model; "
+            "copy the checkpoint's entropy_config into the config (`coconutblt patch calibrate --out-config` does)"
+        )
+    dev = next(hybrid.entropy_model.parameters()).device
+    hybrid.entropy_model.load_state_dict(loaded.state_dict())
+    hybrid.entropy_model.to(dev).eval().requires_grad_(False)
