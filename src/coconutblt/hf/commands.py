@@ -38,7 +38,9 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one curriculum stage (0 = written reasoning)")
     p.add_argument("--base-model", help="local Hugging Face model folder (stage 0)")
     p.add_argument("--load", help="checkpoint folder of the previous stage (wins over base)")
-    p.add_argument("--data", required=True, help="JSONL/JSON reasoning data")
+    p.add_argument(
+        "--data", required=True, help="reasoning data: GSM8k .jsonl, Coconut .json, iCoT .txt"
+    )
     p.add_argument("--stage", type=int, default=0, help="curriculum stage k (default 0)")
     p.add_argument("--c-thought", type=int, default=2, help="thoughts per step (GSM8k: 2)")
     p.add_argument("--max-latent-stage", type=int, default=3, help="cap on k (GSM8k: 3)")
@@ -70,7 +72,9 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy, tokens and time of checkpoints, side by side")
     p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint folders")
-    p.add_argument("--data", required=True, help="JSONL/JSON reasoning data")
+    p.add_argument(
+        "--data", required=True, help="reasoning data: GSM8k .jsonl, Coconut .json, iCoT .txt"
+    )
     p.add_argument("--max-examples", type=int, help="use the first N examples")
     p.add_argument("--n-thoughts", type=int, help="thoughts per question (default: from ckpt)")
     p.add_argument("--batch-size", type=int, default=16)
