@@ -1,0 +1,331 @@
+"""Incremental decoding state for `HybridTransformer`: prefill once, then one id per step.
+
+Three caches, each a `RaggedKV` (one buffer per attention layer, rows of different lengths):
+the byte caches (local encoder and decoder layers share the byte positions), the entropy
+model's cache (when it drives patching), and the latent transformer's cache (one position
+per closed patch). Per new id only that position is computed:
+
+1. local encoder on the new id (n-gram hashes read the last ids kept in the state);
+2. the patch rule on the last three ids and entropies (`patch_starts`, the model's own rule)
+   plus the length cap: if the id starts a new patch, the open patch closes: its byte states
+   are pooled (or, for a `<|latent|>` patch, the previous latent output is fed back) and the
+   latent transformer runs that one position;
+3. local decoder on the new byte state with the latest latent output as context (the state
+   of the previous completed patch, as `previous_patch_context` in hybrid.py), then lm_head.
+
+Rows of a batch keep their own lengths, so they close patches at different times and stay
+exact: every row's keys sit at columns 0..len-1 of its buffer, and the masks compare each
+query's own position with key columns. Stale columns past a row's length are always masked.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coconutblt.data.vocab import LATENT_ID, PAD_ID
+from coconutblt.model.local import ngram_hashes
+from coconutblt.model.patching import (
+    PatchLayout,
+    entropy_from_logits,
+    layout_from_starts,
+    patch_starts,
+    thought_patches,
+)
+
+_NO_CAP = 1 << 30  # `patch_starts` cap that never fires: the length cap is applied here
+
+
+class RaggedKV:
+    """K/V buffers `(B, H, capacity, hd)` of a stack of attention layers; row b holds
+    `lengths[b]` positions at columns 0..lengths[b]-1 (its own positions 0, 1, ...).
+
+    A call is `positions, mask = begin(rows, T)`, the stack's forward with `views` as caches
+    and `mask`, then `commit(rows, counts)`. `rows` None means every row. With `window` > 0
+    only the columns some query can see are handed to attention.
+    """
+
+    def __init__(self, n_layers: int, batch: int, window: int, device: torch.device) -> None:
+        self.batch, self.window, self.device = batch, window, device
+        self.lengths = [0] * batch
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+        self.views = [_LayerView(self, i) for i in range(n_layers)]
+        self._rows: torch.Tensor | None = None
+        self._starts: list[int] = []
+        self._span = (0, 0, 0)  # lo, hi (key columns handed out), T
+
+    def begin(self, rows: list[int] | None, T: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> RoPE positions (b, T) of the new ids, attention mask (b, 1, T, hi - lo), or None
+        when no row has cached positions yet (attention then applies its own causal mask)."""
+        self._rows = None if rows is None else torch.tensor(rows, device=self.device)
+        starts = self.lengths if rows is None else [self.lengths[r] for r in rows]
+        self._starts = starts
+        lo = max(0, min(starts) - self.window + 1) if self.window > 0 else 0
+        hi = max(starts) + T
+        self._span = (lo, hi, T)
+        q_pos = torch.tensor(starts, device=self.device)[:, None] + torch.arange(
+            T, device=self.device
+        )
+        if max(starts) == 0:  # nothing cached yet: the layers' own causal (windowed) masks
+            return q_pos, None
+        k_pos = torch.arange(lo, hi, device=self.device)
+        diff = q_pos[:, :, None] - k_pos[None, None, :]  # (b, T, S)
+        allowed = diff >= 0
+        if self.window > 0:
+            allowed &= diff < self.window
+        return q_pos, allowed[:, None]
+
+    def commit(self, rows: list[int] | None, counts: list[int] | int) -> None:
+        """Rows `rows` now hold `counts` more positions (padding beyond them is overwritten)."""
+        rows = range(self.batch) if rows is None else rows
+        for i, r in enumerate(rows):
+            self.lengths[r] += counts if isinstance(counts, int) else counts[i]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only batch rows `rows` (finished rows leave the batch)."""
+        index = torch.tensor(rows, device=self.device)
+        self.k = [None if t is None else t[index] for t in self.k]
+        self.v = [None if t is None else t[index] for t in self.v]
+        self.lengths = [self.lengths[r] for r in rows]
+        self.batch = len(rows)
+
+    def _write(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer i's new k, v (b, H, T, hd) at each row's next columns; return the keys
+        and values of columns lo..hi for the rows of this call."""
+        lo, hi, T = self._span
+        buf_k, buf_v = self.k[i], self.v[i]
+        if buf_k is None or buf_k.shape[2] < hi:
+            cap = max(hi, 64 if buf_k is None else 2 * buf_k.shape[2])
+            B, H, _, hd = self.batch, k.shape[1], k.shape[2], k.shape[3]
+            new_k = k.new_zeros(B, H, cap, hd)  # zeros: masked columns must stay finite
+            new_v = v.new_zeros(B, H, cap, hd)
+            if buf_k is not None:
+                new_k[:, :, : buf_k.shape[2]] = buf_k
+                new_v[:, :, : buf_v.shape[2]] = buf_v
+            self.k[i], self.v[i] = buf_k, buf_v = new_k, new_v
+        rows, starts = self._rows, self._starts
+        if all(s == starts[0] for s in starts):
+            s = starts[0]
+            if rows is None:
+                buf_k[:, :, s : s + T] = k
+                buf_v[:, :, s : s + T] = v
+            else:
+                buf_k[rows, :, s : s + T] = k
+                buf_v[rows, :, s : s + T] = v
+        else:
+            r = torch.arange(self.batch, device=self.device) if rows is None else rows
+            cols = torch.tensor(starts, device=self.device)[:, None] + torch.arange(
+                T, device=self.device
+            )
+            buf_k[r[:, None], :, cols] = k.transpose(1, 2)  # (b, T, H, hd) into (b, T) slots
+            buf_v[r[:, None], :, cols] = v.transpose(1, 2)
+        if rows is None:
+            return buf_k[:, :, lo:hi], buf_v[:, :, lo:hi]
+        return buf_k[rows, :, lo:hi], buf_v[rows, :, lo:hi]
+
+
+class _LayerView:
+    """What `Attention` and `ContinuousLatentModule` see as a layer's cache."""
+
+    def __init__(self, owner: RaggedKV, i: int) -> None:
+        self.owner, self.i = owner, i
+
+    @property
+    def length(self) -> int:
+        return max(self.owner._starts, default=0)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.owner._write(self.i, k, v)
+
+
+class DecodeState:
+    """Caches and per-row patch state of a batch being decoded by a `HybridTransformer`.
+
+    `logits = state.prefill(prompts)` runs every prompt once; `logits = state.step(ids)` feeds
+    one id per row; both return the next-id logits (b, V) of each row. `keep(rows)` drops
+    finished rows. Outputs equal the full forward's logits at the same positions.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.cfg = model.config
+        self.device = next(model.parameters()).device
+        self.batch = 0
+
+    # ------------------------------------------------------------------ stacks, one step each
+    def _encode(self, ids: torch.Tensor, positions, mask, context) -> torch.Tensor:
+        """ids (b, T) -> byte states (b, T, dl), as `LocalEncoder.byte_states` with a mask."""
+        enc = self.model.encoder
+        x = enc.embed(ids)
+        for n, table in zip(self.cfg.ngram_sizes, enc.ngram_embeds, strict=True):
+            x = x + table(ngram_hashes(ids, n, self.cfg.ngram_buckets, context))
+        for block, cache in zip(enc.blocks, self.bytes.views[: len(enc.blocks)], strict=True):
+            x = block(x, positions, mask, cache)
+        return x
+
+    def _decode(self, h: torch.Tensor, context: torch.Tensor, positions, mask) -> torch.Tensor:
+        """h (b, T, dl), context (b, T, D) -> next-id logits (b, T, V), as `LocalDecoder`."""
+        dec = self.model.decoder
+        B, T, _ = h.shape
+        slots = dec.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (b, T, K, dl)
+        x = h + dec.ctx_in(context)
+        caches = self.bytes.views[len(self.model.encoder.blocks) :]
+        for layer, cache in zip(dec.layers, caches, strict=True):
+            x = x + layer.attn(layer.attn_norm(x), positions, mask, cache)
+            x = x + layer.cross(x, slots)
+            x = x + layer.mlp(layer.mlp_norm(x))
+        return self.model.lm_head(dec.norm(x))
+
+    def _entropies(self, ids: torch.Tensor, h: torch.Tensor, T: int) -> torch.Tensor | None:
+        """Next-byte entropies (b, T) for the entropy patcher (None for the other patchers)."""
+        if self.model.estimator is not None:
+            return entropy_from_logits(self.model.estimator(h))
+        em = self.model.entropy_model
+        if em is None:
+            return None
+        positions, mask = self.ent.begin(None, T)
+        x = em.embed(ids)
+        for block, cache in zip(em.blocks, self.ent.views, strict=True):
+            x = block(x, positions, mask, cache)
+        return entropy_from_logits(em.head(em.norm(x)))
+
+    def _latent(self, rows: list[int] | None, x: torch.Tensor) -> torch.Tensor:
+        """x (b, T, D) patch vectors of rows `rows` -> latent outputs (b, T, D), cached."""
+        positions, mask = self.latent.begin(rows, x.shape[1])
+        out = self.model.latent(x, positions, mask, self.latent.views)
+        self.latent.commit(rows, x.shape[1])
+        return out
+
+    # ------------------------------------------------------------------ prefill
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Run every prompt (non-empty id lists) once -> next-id logits (B, V)."""
+        model, cfg, dev = self.model, self.cfg, self.device
+        B, lens = len(prompts), [len(p) for p in prompts]
+        T = max(lens)
+        self.batch = B
+        n_enc = len(model.encoder.blocks)
+        self.bytes = RaggedKV(n_enc + len(model.decoder.layers), B, cfg.local_window, dev)
+        self.latent = RaggedKV(len(model.latent.new_caches()), B, 0, dev)
+        em = model.entropy_model if model.estimator is None else None
+        self.ent = RaggedKV(len(em.blocks), B, em.cfg.window, dev) if em is not None else None
+        ids = torch.full((B, T), PAD_ID, dtype=torch.long, device=dev)
+        for b, p in enumerate(prompts):
+            ids[b, : lens[b]] = torch.tensor(p, device=dev)
+
+        positions, mask = self.bytes.begin(None, T)
+        h = self._encode(ids, positions, mask, None)  # (B, T, dl)
+        ent = self._entropies(ids, h, T)  # (B, T) or None
+        if self.ent is not None:
+            self.ent.commit(None, lens)
+
+        cap, D = cfg.patch_cap, cfg.d_model
+        self.open_h = h.new_zeros(B, cap, h.shape[-1])  # byte states of each row's open patch
+        self.open_len = torch.zeros(B, dtype=torch.long, device=dev)
+        self.open_thought = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.last_out = model.bos_latent.detach().expand(B, D).clone()  # latest latent output
+        context = h.new_zeros(B, T, D)
+        for b in range(B):
+            L = lens[b]
+            ids_b = ids[b : b + 1, :L]
+            layout = layout_from_starts(
+                model.boundaries(ids_b, None if ent is None else ent[b : b + 1, :L])
+            )
+            patches = model.encoder.pool(h[b : b + 1, :L], layout)  # (1, P, D)
+            closed = layout.num_patches - 1  # the last patch stays open
+            outs = self._prefill_latent(b, patches[:, :closed], thought_patches(ids_b, layout)[0])
+            table = torch.cat([model.bos_latent.detach()[None], outs[0]], dim=0)  # (closed+1, D)
+            context[b, :L] = table[layout.patch_id[0]]
+            start = int(layout.starts[0, -1])
+            self.open_h[b, : L - start] = h[b, start:L]
+            self.open_len[b] = L - start
+            self.open_thought[b] = ids[b, start] == LATENT_ID
+            self.last_out[b] = table[-1]
+        logits = self._decode(h, context, positions, mask)  # (B, T, V)
+        self.bytes.commit(None, lens)
+
+        K = max([2, *[n - 1 for n in cfg.ngram_sizes]])
+        self.recent = torch.zeros(B, K, dtype=torch.long, device=dev)  # last ids, 0 = none
+        self.recent_ent = torch.zeros(B, 2, device=dev)  # entropies at the last two positions
+        for b, L in enumerate(lens):
+            n = min(K, L)
+            self.recent[b, K - n :] = ids[b, L - n : L]
+            if ent is not None:
+                m = min(2, L)
+                self.recent_ent[b, 2 - m :] = ent[b, L - m : L]
+        last = torch.tensor(lens, device=dev) - 1
+        return logits[torch.arange(B, device=dev), last]
+
+    def _prefill_latent(self, b: int, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
+        """Closed prompt patches x (1, C, D) of row b -> latent outputs (1, C, D); a thought's
+        input is the output at the position before it, so each thought starts a new pass."""
+        C = x.shape[1]
+        if C == 0:
+            return x
+        cuts = [p for p in torch.nonzero(is_thought[:C]).flatten().tolist() if p > 0]
+        outs: list[torch.Tensor] = []
+        start = 0
+        for stop in [*cuts, C]:
+            if stop <= start:
+                continue
+            chunk = x[:, start:stop]
+            if start in cuts:
+                chunk = torch.cat([outs[-1][:, -1:], chunk[:, 1:]], dim=1)
+            outs.append(self._latent([b], chunk))
+            start = stop
+        return torch.cat(outs, dim=1)
+
+    # ------------------------------------------------------------------ one id per row
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (b,) the next id of every row -> next-id logits (b, V)."""
+        cfg = self.cfg
+        B = ids.shape[0]
+        positions, mask = self.bytes.begin(None, 1)
+        h = self._encode(ids[:, None], positions, mask, self.recent)  # (b, 1, dl)
+        ent = self._entropies(ids[:, None], h, 1)
+        if self.ent is not None:
+            self.ent.commit(None, 1)
+
+        window = torch.cat([self.recent[:, -2:], ids[:, None]], dim=1)  # (b, 3)
+        ents = None if ent is None else torch.cat([self.recent_ent, ent], dim=1)
+        ep = cfg.entropy_patcher
+        forced = patch_starts(
+            window, cfg.patcher, _NO_CAP, ents, ep.threshold, ep.rule, ep.relative_threshold
+        )[:, -1]
+        starts = forced | (self.open_len >= cfg.patch_cap)  # (b,)
+        closing = torch.nonzero(starts).flatten().tolist()
+        if closing:
+            self._close(None if len(closing) == B else closing)
+            self.open_thought[starts] = ids[starts] == LATENT_ID
+        self.open_h[torch.arange(B, device=ids.device), self.open_len] = h[:, 0]
+        self.open_len += 1
+
+        logits = self._decode(h, self.last_out[:, None], positions, mask)[:, 0]  # (b, V)
+        self.bytes.commit(None, 1)
+        self.recent = torch.cat([self.recent[:, 1:], ids[:, None]], dim=1)
+        if ent is not None:
+            self.recent_ent = torch.cat([self.recent_ent[:, 1:], ent], dim=1)
+        return logits
+
+    def _close(self, rows: list[int] | None) -> None:
+        """Close the open patch of `rows` (None = all): one latent position each."""
+        sel = slice(None) if rows is None else torch.tensor(rows, device=self.device)
+        h, n = self.open_h[sel], self.open_len[sel]  # (r, cap, dl), (r,)
+        r, cap = h.shape[0], h.shape[1]
+        zeros = torch.zeros(r, 1, dtype=torch.long, device=self.device)
+        layout = PatchLayout(zeros.expand(r, cap), zeros, n[:, None], zeros[:, 0] + 1)
+        x = self.model.encoder.pool(h, layout)  # (r, 1, D)
+        done = torch.tensor(self.latent.lengths, device=self.device)[sel]  # closed patches so far
+        feed = (self.open_thought[sel] & (done > 0))[:, None, None]
+        x = torch.where(feed, self.last_out[sel][:, None], x)  # a thought reads the last output
+        self.last_out[sel] = self._latent(rows, x)[:, 0]
+        self.open_len[sel] = 0
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only batch rows `rows`."""
+        index = torch.tensor(rows, device=self.device)
+        for cache in (self.bytes, self.latent, self.ent):
+            if cache is not None:
+                cache.keep(rows)
+        for name in ("open_h", "open_len", "open_thought", "last_out", "recent", "recent_ent"):
+            setattr(self, name, getattr(self, name)[index])
+        self.batch = len(rows)
