@@ -1,0 +1,89 @@
+"""`coconutblt generate --ckpt PATH --prompt TEXT`: continue a prompt, print text and bytes/s."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from coconutblt.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint (KV-cached)")
+    p.add_argument("--ckpt", required=True, help="checkpoint file (or run folder) to load")
+    p.add_argument(
+        "--prompt", required=True, help="prompt text; <|bos|>, <|latent|>, ... become special ids"
+    )
+    p.add_argument(
+        "--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=64
+    )
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=0, help="0 = all ids")
+    p.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument(
+        "--thoughts", type=int, default=0, help="append N continuous thoughts to the prompt"
+    )
+    p.add_argument("--bos", action="store_true", help="start the prompt with <|bos|>")
+    p.add_argument(
+        "--no-cache",
+        "--no_cache",
+        dest="no_cache",
+        action="store_true",
+        help="recompute the whole sequence for every byte (slow reference)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=run)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else must name a usable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(
+            f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def run(args: argparse.Namespace) -> int:
+    from coconutblt.data.vocab import BOS_ID, decode_text
+    from coconutblt.inference.generate import generate, parse_prompt
+    from coconutblt.train.checkpoint import load_model
+
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens {args.max_new_tokens}: give at least 1")
+    if args.temperature < 0:
+        raise UserError(f"--temperature {args.temperature}: must be >= 0 (0 = greedy)")
+    if not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p {args.top_p}: must be in (0, 1]")
+    if args.top_k < 0 or args.thoughts < 0:
+        raise UserError("--top-k and --thoughts must be >= 0")
+    device = pick_device(args.device)
+    model = load_model(args.ckpt, device)
+    prompt = ([BOS_ID] if args.bos else []) + parse_prompt(args.prompt)
+    out = generate(
+        model,
+        [prompt],
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        thoughts=args.thoughts,
+        use_cache=not args.no_cache,
+    )
+    print(decode_text(out.prompts[0]) + decode_text(out.tokens[0]))
+    mode = "recomputed" if args.no_cache else "cached"
+    print(
+        f"[{out.n_new} new bytes in {out.prefill_s + out.decode_s:.3f} s: "
+        f"{out.bytes_per_s:.1f} bytes/s ({mode}, prefill {out.prefill_s:.3f} s, "
+        f"{out.decode_bytes_per_s:.1f} bytes/s after it, {device})]"
+    )
+    return 0

@@ -1,0 +1,194 @@
+"""Cached generation equals full recomputation, byte for byte; sampling; limits; the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coconutblt.cli import main
+from coconutblt.data.vocab import BOS_ID, LATENT_ID, encode
+from coconutblt.errors import UserError
+from coconutblt.inference.generate import generate, parse_prompt, sample_next
+from coconutblt.model import HybridTransformer
+from coconutblt.train.checkpoint import model_checkpoint, save_atomic
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and two threads crawl on a busy 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SAMPLE = "The cat sat on the mat; 12 + 30 = 42.\nthen, quickly: more words_here 7."
+PROMPTS = ["Hello world, this is a", "a", "x = 3\ny", "The quick brown fox jumps over it"]
+
+ENTROPY_MODEL = dict(d_model=16, n_layers=1, n_heads=2)
+CONFIGS = {
+    "fixed": dict(patcher="fixed"),
+    "space": dict(patcher="space"),
+    "entropy-model": dict(patcher="entropy"),
+    "entropy-model-relative-window": dict(
+        patcher="entropy",
+        entropy_patcher=dict(rule="relative", model={**ENTROPY_MODEL, "window": 4}),
+    ),
+    "entropy-learned": dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
+    "ngram-maxpool": dict(ngram_sizes=[2, 3, 4], ngram_buckets=64, pooling="max"),
+    "latent-module-xattn": dict(
+        patcher="space", latent_module_every=1, use_byte_patch_attention=True
+    ),
+    "local-window": dict(local_window=4, encoder_layers=2, decoder_layers=2),
+}
+
+
+def calibrate(model: HybridTransformer) -> None:
+    """Entropy thresholds at a quantile of the model's own entropies: varied patch lengths."""
+    ep = model.config.entropy_patcher
+    ent = model(torch.tensor([encode(SAMPLE)])).entropies[0]
+    if ep.rule == "global":
+        ep.threshold = float(ent.quantile(0.6))
+    else:
+        ep.relative_threshold = float((ent[1:] - ent[:-1]).quantile(0.6))
+
+
+def build(name: str) -> HybridTransformer:
+    """A tiny random model, sharp enough (init_std 0.2) that wrong states change its output."""
+    torch.manual_seed(0)
+    model = HybridTransformer(tiny_config(init_std=0.2, **CONFIGS[name])).eval()
+    for m in model.latent.latent_modules:
+        torch.nn.init.constant_(m.gate, 0.5)
+    if model.config.patcher == "entropy":
+        with torch.no_grad():
+            calibrate(model)
+    return model
+
+
+@pytest.mark.parametrize("thoughts", [0, 2])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cached_equals_recompute(name, thoughts):
+    model = build(name)
+    fast = generate(model, PROMPTS, 24, thoughts=thoughts, eos_id=None, return_logits=True)
+    slow = generate(
+        model, PROMPTS, 24, thoughts=thoughts, eos_id=None, return_logits=True, use_cache=False
+    )
+    assert fast.tokens == slow.tokens
+    for a, b in zip(fast.logits, slow.logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert all(len(t) == 24 for t in fast.tokens)
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if "entropy" in n])
+def test_entropy_patches_vary(name):
+    """The entropy configs above really make patches of several lengths."""
+    model = build(name)
+    with torch.no_grad():
+        layout = model(torch.tensor([encode(SAMPLE)])).layout
+    lengths = layout.lengths[layout.lengths > 0]
+    assert len(set(lengths.tolist())) >= 3
+    assert 1.2 < lengths.float().mean() < model.config.max_patch_size - 0.5
+
+
+def test_batch_equals_each_row_alone():
+    model = build("space")
+    batch = generate(model, PROMPTS, 16, thoughts=1)
+    for prompt, tokens in zip(PROMPTS, batch.tokens, strict=True):
+        assert generate(model, prompt, 16, thoughts=1).tokens[0] == tokens
+
+
+def test_generated_specials_and_prompt_markers():
+    """Ids the model itself emits (latent markers included) and markers inside the prompt."""
+    model = build("fixed")
+    prompt = [BOS_ID, *encode("ab"), LATENT_ID, LATENT_ID, *encode("cd")]
+    fast = generate(model, [prompt, parse_prompt("<|bos|>q<|latent|>")], 30, return_logits=True)
+    slow = generate(model, [prompt, parse_prompt("<|bos|>q<|latent|>")], 30, use_cache=False)
+    assert fast.tokens == slow.tokens
+
+
+def test_eos_stops_each_row():
+    model = build("fixed")
+    free = generate(model, PROMPTS, 12, eos_id=None).tokens
+    eos = free[0][4]
+    out = generate(model, PROMPTS, 12, eos_id=eos)
+    ref = generate(model, PROMPTS, 12, eos_id=eos, use_cache=False)
+    assert out.tokens == ref.tokens
+    for row, tokens in zip(free, out.tokens, strict=True):
+        cut = row.index(eos) + 1 if eos in row else len(row)
+        assert tokens == row[:cut]
+    assert out.tokens[0][-1] == eos and len(out.tokens[0]) <= 5
+
+
+def test_sampling_seeded_and_exact():
+    model = build("entropy-learned")
+    kw = dict(temperature=0.9, top_k=40, top_p=0.95, seed=3)
+    a = generate(model, PROMPTS, 16, **kw)
+    assert a.tokens == generate(model, PROMPTS, 16, **kw).tokens
+    assert a.tokens == generate(model, PROMPTS, 16, use_cache=False, **kw).tokens
+    assert a.tokens != generate(model, PROMPTS, 16, **{**kw, "seed": 4}).tokens
+
+
+def test_sample_next_filters():
+    logits = torch.tensor([[0.0, 3.0, 2.9, -1.0], [1.0, 0.0, 0.0, 5.0]])
+    gen = torch.Generator().manual_seed(0)
+    assert sample_next(logits).tolist() == [1, 3]
+    assert sample_next(logits, 1.0, top_k=1, generator=gen).tolist() == [1, 3]
+    assert sample_next(logits, 1.0, top_p=0.01, generator=gen).tolist() == [1, 3]
+    assert sample_next(logits, suppress=[1, 3]).tolist() == [2, 0]
+    draws = torch.stack([sample_next(logits, 1.0, top_k=2, generator=gen) for _ in range(50)])
+    assert set(draws[:, 0].tolist()) == {1, 2}
+
+
+def test_context_limit():
+    model = build("fixed")
+    limit = model.config.max_seq_len
+    with pytest.raises(UserError, match="max_seq_len"):
+        generate(model, "x" * (limit + 1), 4)
+    with pytest.raises(UserError, match="thought markers"):
+        generate(model, "x" * (limit - 2), 4, thoughts=2)
+    with pytest.raises(UserError, match="empty"):
+        generate(model, "", 4)
+    near = (bytes(range(97, 123)) * limit)[: limit - 2]
+    fast = generate(model, near, 10, eos_id=None, return_logits=True)
+    slow = generate(model, near, 10, eos_id=None, use_cache=False, return_logits=True)
+    assert fast.tokens == slow.tokens and len(fast.tokens[0]) == 3  # reads at most max_seq_len
+    torch.testing.assert_close(fast.logits[0], slow.logits[0], atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def ckpt(tmp_path):
+    path = tmp_path / "run" / "final.pt"
+    save_atomic(model_checkpoint(build("space")), path)
+    return path
+
+
+def test_cli_generate_cache_matches_no_cache(ckpt, capsys):
+    args = ["generate", "--ckpt", str(ckpt), "--prompt", "Hello", "--max-new-tokens", "20"]
+    assert main(args) == 0
+    cached = capsys.readouterr().out.splitlines()
+    assert main([*args, "--no-cache"]) == 0
+    recomputed = capsys.readouterr().out.splitlines()
+    assert cached[:-1] == recomputed[:-1] and cached[0].startswith("Hello")
+    assert "bytes/s" in cached[-1] and "cached" in cached[-1] and "recomputed" in recomputed[-1]
+
+
+def test_cli_generate_seed_flags_and_thoughts(ckpt, capsys):
+    args = ["generate", "--ckpt", str(ckpt), "--prompt", "Q: 2+2", "--max_new_tokens", "8"]
+    assert main([*args, "--thoughts", "2", "--bos", "--temperature", "0.8", "--top-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<|bos|>Q: 2+2<|start-latent|><|latent|><|latent|><|end-latent|>")
+
+
+def test_cli_generate_user_errors(ckpt, tmp_path, capsys):
+    missing = ["generate", "--ckpt", str(tmp_path / "nope.pt"), "--prompt", "hi"]
+    assert main(missing) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope.pt" in err and "not found" in err
+    too_long = ["generate", "--ckpt", str(ckpt), "--prompt", "x" * 600]
+    assert main(too_long) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_seq_len=512" in err
+    assert main(["generate", "--ckpt", str(ckpt), "--prompt", "x", "--top-p", "0"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
