@@ -10,6 +10,7 @@ from coconutblt.data.vocab import BOS_ID, LATENT_ID, encode
 from coconutblt.errors import UserError
 from coconutblt.inference.generate import generate, parse_prompt, sample_next
 from coconutblt.model import HybridTransformer
+from coconutblt.model.cache import DecodeState
 from coconutblt.train.checkpoint import model_checkpoint, save_atomic
 from tests.conftest import tiny_config
 
@@ -89,6 +90,26 @@ def test_entropy_patches_vary(name):
     lengths = layout.lengths[layout.lengths > 0]
     assert len(set(lengths.tolist())) >= 3
     assert 1.2 < lengths.float().mean() < model.config.max_patch_size - 0.5
+
+
+def test_decode_state_teacher_forced_grows_and_drops_rows():
+    """DecodeState fed given ids (no sampling): every step's logits equal the full forward's,
+    while its buffers regrow (no reserve) and after a row leaves the batch."""
+    model = build("entropy-learned")
+    seqs = [encode("Hi"), encode("a longer first prompt, then")]
+    torch.manual_seed(1)
+    feed = torch.randint(0, 256, (2, 90))
+    state = DecodeState(model)
+    with torch.no_grad():
+        logits = state.prefill(seqs)
+        for t in range(90):
+            if t == 70:
+                state.keep([1])
+                seqs, feed, logits = seqs[1:], feed[1:], logits[1:]
+            ref = torch.stack([model(torch.tensor([s])).logits[0, -1] for s in seqs])
+            torch.testing.assert_close(logits, ref, atol=1e-4, rtol=1e-4)
+            logits = state.step(feed[:, t])
+            seqs = [s + [int(i)] for s, i in zip(seqs, feed[:, t], strict=True)]
 
 
 def test_batch_equals_each_row_alone():

@@ -203,7 +203,7 @@ def generate(
     tokens: list[list[int]] = [[] for _ in rows]
     kept: list[list[torch.Tensor]] = [[] for _ in rows]
 
-    engine = DecodeState(model) if use_cache else _Recompute(model)
+    engine = DecodeState(model, max(limits)) if use_cache else _Recompute(model)
     active = [b for b in range(len(rows)) if limits[b] > 0]
     t0 = time.perf_counter()
     prefill_s = 0.0

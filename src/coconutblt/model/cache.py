@@ -44,8 +44,11 @@ class RaggedKV:
     only the columns some query can see are handed to attention.
     """
 
-    def __init__(self, n_layers: int, batch: int, window: int, device: torch.device) -> None:
+    def __init__(
+        self, n_layers: int, batch: int, window: int, device: torch.device, reserve: int = 0
+    ) -> None:
         self.batch, self.window, self.device = batch, window, device
+        self.reserve = reserve  # columns to allocate beyond the first call's (no regrowth)
         self.lengths = [0] * batch
         self.k: list[torch.Tensor | None] = [None] * n_layers
         self.v: list[torch.Tensor | None] = [None] * n_layers
@@ -95,7 +98,7 @@ class RaggedKV:
         lo, hi, T = self._span
         buf_k, buf_v = self.k[i], self.v[i]
         if buf_k is None or buf_k.shape[2] < hi:
-            cap = max(hi, 64 if buf_k is None else 2 * buf_k.shape[2])
+            cap = max(hi + self.reserve, 64) if buf_k is None else max(hi, 2 * buf_k.shape[2])
             B, H, _, hd = self.batch, k.shape[1], k.shape[2], k.shape[3]
             new_k = k.new_zeros(B, H, cap, hd)  # zeros: masked columns must stay finite
             new_v = v.new_zeros(B, H, cap, hd)
@@ -146,8 +149,9 @@ class DecodeState:
     finished rows. Outputs equal the full forward's logits at the same positions.
     """
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, reserve: int = 0) -> None:
         self.model = model
+        self.reserve = reserve  # ids expected after the prompts: caches are sized once
         self.cfg = model.config
         self.device = next(model.parameters()).device
         self.batch = 0
@@ -204,10 +208,11 @@ class DecodeState:
         T = max(lens)
         self.batch = B
         n_enc = len(model.encoder.blocks)
-        self.bytes = RaggedKV(n_enc + len(model.decoder.layers), B, cfg.local_window, dev)
-        self.latent = RaggedKV(len(model.latent.new_caches()), B, 0, dev)
+        R = self.reserve
+        self.bytes = RaggedKV(n_enc + len(model.decoder.layers), B, cfg.local_window, dev, R)
+        self.latent = RaggedKV(len(model.latent.new_caches()), B, 0, dev, R)
         em = model.entropy_model if model.estimator is None else None
-        self.ent = RaggedKV(len(em.blocks), B, em.cfg.window, dev) if em is not None else None
+        self.ent = RaggedKV(len(em.blocks), B, em.cfg.window, dev, R) if em is not None else None
         ids = torch.full((B, T), PAD_ID, dtype=torch.long, device=dev)
         for b, p in enumerate(prompts):
             ids[b, : lens[b]] = torch.tensor(p, device=dev)
