@@ -34,6 +34,9 @@ def register(sub) -> None:
         help="recompute the whole sequence for every byte (slow reference)",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (0 = torch default; 1 is often fastest)"
+    )
     p.set_defaults(func=run)
 
 
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--top-p {args.top_p}: must be in (0, 1]")
     if args.top_k < 0 or args.thoughts < 0:
         raise UserError("--top-k and --thoughts must be >= 0")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model = load_model(args.ckpt, device)
     prompt = ([BOS_ID] if args.bos else []) + parse_prompt(args.prompt)
