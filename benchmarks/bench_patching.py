@@ -392,8 +392,10 @@ def main() -> int:
         "bpb at equal FLOPs",
     ]
     rows = []
+    at_f_star = {}
     for a in arms:
         b, how = bpb_at_flops(a, models[a.name], val, f_star)
+        at_f_star[a.name] = b
         note = "" if how == "measured" else f" ({how})"
         rows.append(
             [
@@ -423,15 +425,24 @@ def main() -> int:
     for k, v in refs.items():
         rows.append([k, "-", "-", "-", "-", "-", f"{v:.3f}", "-"])
     table = markdown_table(header, rows)
-    ranked = sorted(arms, key=lambda a: a.final_bpb)
+    by_time = sorted(arms, key=lambda a: a.final_bpb)
+    by_flops = sorted(arms, key=lambda a: at_f_star[a.name])
+    spread = max(a.flops for a in arms) / f_star - 1
+    agree = [a.name for a in by_time] == [a.name for a in by_flops]
+    falling = all(len(a.curve) > 1 and a.curve[-1][2] < a.curve[-2][2] for a in arms)
     best_ref = min(refs, key=refs.get)
     reading = (
-        f"Reading: at equal time {' < '.join(f'{a.name} ({a.final_bpb:.3f})' for a in ranked)} bpb. "
-        f"The arms end at nearly the same FLOPs (this CPU turns FLOPs into time at about the same rate "
-        f"for all three), so equal time and equal FLOPs agree. The small entropy model on its own "
-        f"({ent_bpb:.3f} bpb) {'beats' if ent_bpb < ranked[0].final_bpb else 'trails'} the best hybrid at this "
-        f"tiny scale and budget; the best compressor here is {best_ref} ({refs[best_ref]:.3f}). All curves are "
-        f"still falling at the end: these are short runs, not converged models."
+        f"Reading: at equal time {' < '.join(f'{a.name} ({a.final_bpb:.3f})' for a in by_time)} bpb; "
+        f"at equal FLOPs {' < '.join(f'{a.name} ({at_f_star[a.name]:.3f})' for a in by_flops)}. "
+        f"The arms' total FLOPs differ by up to {100 * spread:.0f}%, and the two orders "
+        f"{'agree' if agree else 'differ'}. The small entropy model on its own ({ent_bpb:.3f} bpb) "
+        f"{'beats' if ent_bpb < by_time[0].final_bpb else 'trails'} the best hybrid at this tiny scale and "
+        f"budget; the best compressor here is {best_ref} ({refs[best_ref]:.3f}). "
+        + (
+            "Every curve is still falling at the end: these are short runs, not converged models."
+            if falling
+            else "Not every curve is still falling at the end."
+        )
     )
     n_params = sum(p.numel() for p in HybridTransformer(arms[1].cfg).parameters())
     body = f"""Held-out: the last 3% of each of the 13 texts (Austen, Shakespeare), {len(scored):,} bytes scored in
