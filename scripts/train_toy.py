@@ -15,18 +15,29 @@ from coconutblt.cli import main
 
 
 def parse(argv: list[str]) -> list[str]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--patcher", choices=["fixed", "space", "entropy"], default="fixed")
-    p.add_argument("--use_learned_estimator", action="store_true", help="entropy from a head trained online")
-    p.add_argument("--train_estimator", action="store_true", help="add the estimator's auxiliary loss")
+    p.add_argument(
+        "--use_learned_estimator", action="store_true", help="entropy from a head trained online"
+    )
+    p.add_argument(
+        "--train_estimator", action="store_true", help="add the estimator's auxiliary loss"
+    )
     p.add_argument("--est_loss_weight", type=float, default=1.0)
     p.add_argument("--max_patch_size", type=int, default=8)
     p.add_argument("--patch_size", type=int, default=4)
     p.add_argument("--entropy_model", default="", help="checkpoint from `coconutblt entropy train`")
     p.add_argument("--threshold", type=float, default=None, help="entropy threshold (nats)")
-    p.add_argument("--data", nargs="*", default=[], help="text files or folders (default: Python stdlib sources)")
+    p.add_argument(
+        "--data",
+        nargs="*",
+        default=[],
+        help="text files or folders (default: Python stdlib sources)",
+    )
     p.add_argument("--config", default="configs/tiny.yaml")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--seq_len", type=int, default=256)
@@ -51,7 +62,9 @@ def parse(argv: list[str]) -> list[str]:
         f"training.est_loss_weight={a.est_loss_weight}",
     ]
     if a.patcher == "entropy":
-        over.append(f"model.entropy_patcher.estimator={'learned' if a.use_learned_estimator else 'model'}")
+        over.append(
+            f"model.entropy_patcher.estimator={'learned' if a.use_learned_estimator else 'model'}"
+        )
         if a.entropy_model:
             over.append(f"training.entropy_model={a.entropy_model}")
     if a.threshold is not None:

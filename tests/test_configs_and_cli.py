@@ -24,8 +24,17 @@ def test_closed_form_matches_meta_count(preset):
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(patcher="entropy"), dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
-     dict(use_byte_patch_attention=True, latent_module_every=2, ngram_sizes=[3, 4], mlp_type="gelu")],
+    [
+        dict(),
+        dict(patcher="entropy"),
+        dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
+        dict(
+            use_byte_patch_attention=True,
+            latent_module_every=2,
+            ngram_sizes=[3, 4],
+            mlp_type="gelu",
+        ),
+    ],
 )
 def test_closed_form_per_component(overrides):
     cfg = ModelConfig(d_model=64, n_layers=4, n_heads=2, d_local=32, local_heads=2, **overrides)
@@ -36,7 +45,12 @@ def test_1b_preset_is_one_billion(capsys):
     cfg = ModelConfig.from_yaml("configs/model_1b.yaml")
     total = sum(exact_counts(cfg).values())
     assert 0.95e9 <= total <= 1.05e9
-    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, int(cfg.d_model * cfg.mlp_ratio)) == (2048, 20, 16, 8192)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, int(cfg.d_model * cfg.mlp_ratio)) == (
+        2048,
+        20,
+        16,
+        8192,
+    )
     assert cfg.entropy_patcher.estimator == "learned" and cfg.use_byte_patch_attention
     assert load_run_config("configs/model_1b.yaml").training.train_estimator
     assert main(["estimate-params", "configs/model_1b.yaml", "--memory"]) == 0
@@ -67,9 +81,18 @@ def test_ids_out_of_range_are_a_clear_error():
     "argv, needle",
     [
         (["estimate-params", "configs/tiny.yaml", "d_modl=3"], "unknown config key 'model.d_modl'"),
-        (["estimate-params", "configs/missing.yaml"], "configs/missing.yaml: config file not found"),
-        (["estimate-params", "configs/tiny.yaml", "patcher=bytes"], "'model.patcher' must be one of"),
-        (["estimate-params", "configs/tiny.yaml", "n_layers=two"], "'model.n_layers' must be an integer"),
+        (
+            ["estimate-params", "configs/missing.yaml"],
+            "configs/missing.yaml: config file not found",
+        ),
+        (
+            ["estimate-params", "configs/tiny.yaml", "patcher=bytes"],
+            "'model.patcher' must be one of",
+        ),
+        (
+            ["estimate-params", "configs/tiny.yaml", "n_layers=two"],
+            "'model.n_layers' must be an integer",
+        ),
     ],
 )
 def test_cli_errors_are_one_line_with_status_2(argv, needle, capsys):

@@ -16,9 +16,13 @@ VARIANTS = {
     "space-mean": dict(patcher="space"),
     "space-xattn-ngram": dict(patcher="space", use_byte_patch_attention=True, ngram_sizes=[2, 3]),
     "entropy-model": dict(patcher="entropy"),
-    "entropy-model-relative": dict(patcher="entropy", entropy_patcher=dict(rule="relative", relative_threshold=0.0)),
+    "entropy-model-relative": dict(
+        patcher="entropy", entropy_patcher=dict(rule="relative", relative_threshold=0.0)
+    ),
     "entropy-learned": dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
-    "entropy-learned-xattn": dict(patcher="entropy", use_byte_patch_attention=True, entropy_patcher=dict(estimator="learned")),
+    "entropy-learned-xattn": dict(
+        patcher="entropy", use_byte_patch_attention=True, entropy_patcher=dict(estimator="learned")
+    ),
     "fixed-latent-module": dict(patcher="fixed", latent_module_every=1, c_thought=3),
     "entropy-latent-module-max": dict(patcher="entropy", pooling="max", latent_module_every=2),
     "windowed-local": dict(patcher="space", local_window=4),

@@ -10,7 +10,10 @@ from tests.conftest import tiny_config
 
 
 def grads_by_name(model) -> dict[str, float]:
-    return {n: (0.0 if p.grad is None else float(p.grad.abs().sum())) for n, p in model.named_parameters()}
+    return {
+        n: (0.0 if p.grad is None else float(p.grad.abs().sum()))
+        for n, p in model.named_parameters()
+    }
 
 
 def batch(T: int = 48) -> torch.Tensor:

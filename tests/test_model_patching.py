@@ -17,12 +17,16 @@ ids_lists = st.lists(
 modes = st.sampled_from(["fixed", "space", "entropy-global", "entropy-relative"])
 
 
-def starts_for(ids: list[int], mode: str, cap: int, ent_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def starts_for(
+    ids: list[int], mode: str, cap: int, ent_seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.tensor([ids])
     gen = torch.Generator().manual_seed(ent_seed)
     ent = torch.rand(1, len(ids), generator=gen) * 3
     kind, _, rule = mode.partition("-")
-    return t, patch_starts(t, kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2)
+    return t, patch_starts(
+        t, kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -36,7 +40,9 @@ def test_patches_partition_the_sequence_and_respect_the_cap(ids, mode, cap, seed
     assert all(a + la == b for a, la, b in zip(s, lengths, s[1:], strict=False))
     assert s[-1] + lengths[-1] == len(ids)
     assert max(lengths) <= cap
-    assert (layout.patch_id[0] == torch.repeat_interleave(torch.arange(n), torch.tensor(lengths))).all()
+    assert (
+        layout.patch_id[0] == torch.repeat_interleave(torch.arange(n), torch.tensor(lengths))
+    ).all()
 
 
 @settings(max_examples=150, deadline=None)
@@ -51,14 +57,22 @@ def test_special_ids_are_alone(ids, mode, cap, seed):
 
 
 @settings(max_examples=150, deadline=None)
-@given(ids=ids_lists, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000), cut=st.integers(1, 80))
+@given(
+    ids=ids_lists,
+    mode=modes,
+    cap=st.integers(1, 9),
+    seed=st.integers(0, 10_000),
+    cut=st.integers(1, 80),
+)
 def test_boundaries_of_a_prefix_are_a_prefix(ids, mode, cap, seed, cut):
     cut = min(cut, len(ids))
     t, starts = starts_for(ids, mode, cap, seed)
     kind, _, rule = mode.partition("-")
     gen = torch.Generator().manual_seed(seed)
     ent = (torch.rand(1, len(ids), generator=gen) * 3)[:, :cut]
-    prefix = patch_starts(t[:, :cut], kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2)
+    prefix = patch_starts(
+        t[:, :cut], kind, cap, ent, threshold=1.5, rule=rule or "global", relative_threshold=0.2
+    )
     assert torch.equal(prefix, starts[:, :cut])
 
 
@@ -85,5 +99,8 @@ def test_fixed_and_space_shapes():
     fixed = layout_from_starts(patch_starts(t, "fixed", 4))
     assert fixed.lengths[0].tolist() == [4, 4, 4, 4, 2]
     space = layout_from_starts(patch_starts(t, "space", 16))
-    pieces = [bytes(t[0, s : s + n].tolist()) for s, n in zip(space.starts[0].tolist(), space.lengths[0].tolist(), strict=True)]
+    pieces = [
+        bytes(t[0, s : s + n].tolist())
+        for s, n in zip(space.starts[0].tolist(), space.lengths[0].tolist(), strict=True)
+    ]
     assert pieces == [b"hello ", b"world, ", b"again"]

@@ -32,7 +32,9 @@ def slow_run_latent(model, x, is_thought, detach=False, fed_log=None):
 
 
 def example(question: str, n_thoughts: int, answer: str) -> list[int]:
-    thoughts = [START_LATENT_ID] + [LATENT_ID] * n_thoughts + [END_LATENT_ID] if n_thoughts >= 0 else []
+    thoughts = (
+        [START_LATENT_ID] + [LATENT_ID] * n_thoughts + [END_LATENT_ID] if n_thoughts >= 0 else []
+    )
     return encode(question + "\n", bos=True) + thoughts + encode("### " + answer) + [EOS_ID]
 
 
@@ -48,7 +50,11 @@ def labels_for(ids: torch.Tensor) -> torch.Tensor:
 CONFIGS = {
     "fixed": dict(patcher="fixed"),
     "space-module": dict(patcher="space", latent_module_every=1),
-    "entropy-learned-xattn": dict(patcher="entropy", use_byte_patch_attention=True, entropy_patcher=dict(estimator="learned", threshold=5.0)),
+    "entropy-learned-xattn": dict(
+        patcher="entropy",
+        use_byte_patch_attention=True,
+        entropy_patcher=dict(estimator="learned", threshold=5.0),
+    ),
 }
 
 

@@ -14,35 +14,72 @@ from coconutblt.train.loop import Trainer
 from coconutblt.train.metrics import read_metrics
 
 TINY_MODEL = [
-    "model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_local=32", "model.local_heads=2",
-    "model.max_seq_len=256", "model.patch_size=4", "model.max_patch_size=4",
+    "model.d_model=32",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.d_local=32",
+    "model.local_heads=2",
+    "model.max_seq_len=256",
+    "model.patch_size=4",
+    "model.max_patch_size=4",
 ]
 
 
 def text_cfg(tmp_path, *extra):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 200)
-    return load_run_config(None, [*TINY_MODEL, "data.kind=text", f"data.train=['{corpus}']", "data.seq_len=64",
-                                  "training.steps=6", "training.batch_size=4", "training.log_every=1",
-                                  "training.warmup_steps=2", *extra])
+    return load_run_config(
+        None,
+        [
+            *TINY_MODEL,
+            "data.kind=text",
+            f"data.train=['{corpus}']",
+            "data.seq_len=64",
+            "training.steps=6",
+            "training.batch_size=4",
+            "training.log_every=1",
+            "training.warmup_steps=2",
+            *extra,
+        ],
+    )
 
 
 def reasoning_cfg(*extra):
-    return load_run_config(None, [*TINY_MODEL, "data.synth_task=chain", "data.synth_n=48", "data.synth_val_n=8",
-                                  "data.max_val_examples=8", "data.synth_args={hops: 2, distractors: 2}",
-                                  "training.batch_size=8", "training.grad_accum=2", "training.log_every=1",
-                                  "training.warmup_steps=2", "training.eval_max_new_tokens=16",
-                                  "curriculum.num_epochs=3", "curriculum.max_latent_stage=2",
-                                  "curriculum.c_thought=2", *extra])
+    return load_run_config(
+        None,
+        [
+            *TINY_MODEL,
+            "data.synth_task=chain",
+            "data.synth_n=48",
+            "data.synth_val_n=8",
+            "data.max_val_examples=8",
+            "data.synth_args={hops: 2, distractors: 2}",
+            "training.batch_size=8",
+            "training.grad_accum=2",
+            "training.log_every=1",
+            "training.warmup_steps=2",
+            "training.eval_max_new_tokens=16",
+            "curriculum.num_epochs=3",
+            "curriculum.max_latent_stage=2",
+            "curriculum.c_thought=2",
+            *extra,
+        ],
+    )
 
 
 def train_losses(run_dir) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "train"]
+    return [
+        (r["step"], r["loss"])
+        for r in read_metrics(run_dir / "metrics.jsonl")
+        if r["type"] == "train"
+    ]
 
 
 def test_text_resume_equals_uninterrupted(tmp_path):
     Trainer(text_cfg(tmp_path), tmp_path / "straight", show_progress=False).fit()
-    stopped = Trainer(text_cfg(tmp_path, "training.max_steps_per_run=3"), tmp_path / "split", show_progress=False)
+    stopped = Trainer(
+        text_cfg(tmp_path, "training.max_steps_per_run=3"), tmp_path / "split", show_progress=False
+    )
     assert stopped.fit() == {"stopped_at": 3}
     Trainer(text_cfg(tmp_path), tmp_path / "split", resume=True, show_progress=False).fit()
     straight, split = train_losses(tmp_path / "straight"), train_losses(tmp_path / "split")
@@ -57,13 +94,23 @@ def test_text_resume_equals_uninterrupted(tmp_path):
 def test_curriculum_resume_mid_epoch_equals_uninterrupted(tmp_path):
     Trainer(reasoning_cfg(), tmp_path / "straight", show_progress=False).fit()
     # 48 examples / (8 x 2 accumulation) = 3 steps per epoch: stop inside epoch 1 (stage 1)
-    Trainer(reasoning_cfg("training.max_steps_per_run=4"), tmp_path / "split", show_progress=False).fit()
+    Trainer(
+        reasoning_cfg("training.max_steps_per_run=4"), tmp_path / "split", show_progress=False
+    ).fit()
     Trainer(reasoning_cfg(), tmp_path / "split", resume=True, show_progress=False).fit()
     assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "split")
     evals = [r for r in read_metrics(tmp_path / "split" / "metrics.jsonl") if r["type"] == "eval"]
     assert [r["stage"] for r in evals] == [0, 1, 2]
     assert [r["avg_thoughts"] for r in evals] == [0.0, 2.0, 4.0]  # c_thought=2 per stage
-    for name in ("best.pt", "last.pt", "final.pt", "stage0.pt", "stage1.pt", "stage2.pt", "metrics.png"):
+    for name in (
+        "best.pt",
+        "last.pt",
+        "final.pt",
+        "stage0.pt",
+        "stage1.pt",
+        "stage2.pt",
+        "metrics.png",
+    ):
         assert (tmp_path / "split" / name).is_file(), name
     assert read_checkpoint(tmp_path / "split" / "stage1.pt")["stage"] == 1
 
@@ -77,24 +124,50 @@ def test_optimizer_is_reset_at_stage_change(tmp_path, monkeypatch):
     Trainer(reasoning_cfg(), tmp_path / "run", show_progress=False).fit()
     assert len(built) == 3  # initial + stage 1 + stage 2
     built.clear()
-    Trainer(reasoning_cfg("curriculum.reset_optimizer=false"), tmp_path / "run2", show_progress=False).fit()
+    Trainer(
+        reasoning_cfg("curriculum.reset_optimizer=false"), tmp_path / "run2", show_progress=False
+    ).fit()
     assert len(built) == 1
 
 
 def test_cli_train_and_errors(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("abc " * 500)
-    args = ["train", "configs/tiny.yaml", *TINY_MODEL, "data.kind=text", f"data.train=['{corpus}']",
-            "data.seq_len=32", "training.steps=2", "training.batch_size=2", "--out", str(tmp_path / "r"), "--no-progress"]
+    args = [
+        "train",
+        "configs/tiny.yaml",
+        *TINY_MODEL,
+        "data.kind=text",
+        f"data.train=['{corpus}']",
+        "data.seq_len=32",
+        "training.steps=2",
+        "training.batch_size=2",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 2
-    assert main(["train", "configs/tiny.yaml", "training.bogus=1", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["train", "configs/tiny.yaml", "training.bogus=1", "--out", str(tmp_path / "x")]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "training.bogus" in err and "valid keys" in err
     assert main(["train", "configs/nope.yaml", "--out", str(tmp_path / "x")]) == 2
     assert "configs/nope.yaml" in capsys.readouterr().err
-    assert main(["train", "configs/tiny.yaml", "data.train=['/no/such/file.json']", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "configs/tiny.yaml",
+                "data.train=['/no/such/file.json']",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "/no/such/file.json" in capsys.readouterr().err
     assert main(["train", "configs/tiny.yaml", "--resume", "--out", str(tmp_path / "empty")]) == 2
     assert "nothing to resume" in capsys.readouterr().err

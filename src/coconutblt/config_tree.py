@@ -54,7 +54,9 @@ def _coerce(value: Any, tp: Any, dotted: str, source: str) -> Any:
     """Check and convert a YAML scalar to the field's annotated type."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    ):
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
@@ -97,15 +99,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is a one-line `UserError`."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: config file not found; give the path of a YAML file such as configs/tiny.yaml")
+        raise UserError(
+            f"{path}: config file not found; give the path of a YAML file such as configs/tiny.yaml"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise UserError(
+            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
+        raise UserError(
+            f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 

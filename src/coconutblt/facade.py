@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from coconutblt.data.vocab import BOS_ID, END_LATENT_ID, LATENT_ID, NUM_BYTES, START_LATENT_ID
+from coconutblt.data.vocab import (
+    BOS_ID,
+    END_LATENT_ID,
+    LATENT_ID,
+    NUM_BYTES,
+    START_LATENT_ID,
+    VOCAB_SIZE,
+)
 from coconutblt.model import HybridTransformer, ModelConfig
 
 
@@ -34,16 +41,26 @@ class Coconut(nn.Module):
         t = dict(transformer or {})
         self.num_tokens = int(t.pop("num_tokens", NUM_BYTES))
         if not 1 <= self.num_tokens <= NUM_BYTES:
-            raise ValueError(f"num_tokens={self.num_tokens}: this byte model takes ids 0..255 (num_tokens <= 256)")
+            raise ValueError(
+                f"num_tokens={self.num_tokens}: this byte model takes ids 0..255 (num_tokens <= 256)"
+            )
         dim, depth = int(t.pop("dim", 512)), int(t.pop("depth", 6))
         heads = int(t.pop("heads", max(dim // 64, 1)))
         if t:
-            raise ValueError(f"unknown transformer options {sorted(t)}; valid: num_tokens, dim, depth, heads")
+            raise ValueError(
+                f"unknown transformer options {sorted(t)}; valid: num_tokens, dim, depth, heads"
+            )
         self.n_thoughts = num_reasoning_steps * num_latents_per_step
         d_local = min(dim, 256)
         cfg = dict(
-            d_model=dim, n_layers=depth, n_heads=heads, d_local=d_local, local_heads=max(d_local // 64, 1),
-            max_seq_len=4096, patcher="fixed", patch_size=4,
+            d_model=dim,
+            n_layers=depth,
+            n_heads=heads,
+            d_local=d_local,
+            local_heads=max(d_local // 64, 1),
+            max_seq_len=4096,
+            patcher="fixed",
+            patch_size=4,
         )
         cfg.update(model_overrides)
         self.model = HybridTransformer(ModelConfig(**cfg))
@@ -73,14 +90,25 @@ class Coconut(nn.Module):
         return out.loss
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, max_length: int = 64, temperature: float = 0.0) -> torch.Tensor:
+    def generate(
+        self, prompt: torch.Tensor, max_length: int = 64, temperature: float = 0.0
+    ) -> torch.Tensor:
         """(B, Tp) prompt -> (B, max_length) answer ids, after the thoughts (greedy by default)."""
         self._check(prompt, "prompt")
-        from coconutblt.inference.generate import generate_ids
+        from coconutblt.inference.generate import generate
 
         prompts = self._sequence(prompt.long()).tolist()
-        outs = generate_ids(
-            self.model, prompts, max_new_tokens=max_length, temperature=temperature,
-            allowed_ids=self.num_tokens, stop_at_eos=False,
+        if len(prompts[0]) + max_length - 1 > self.model.config.max_seq_len:
+            raise ValueError(
+                f"prompt ({prompt.shape[1]} ids + {self.n_thoughts + 3} markers) plus max_length={max_length} "
+                f"exceeds the model's context max_seq_len={self.model.config.max_seq_len}"
+            )
+        out = generate(
+            self.model,
+            prompts,
+            max_new_tokens=max_length,
+            temperature=temperature,
+            eos_id=None,
+            suppress_ids=range(self.num_tokens, VOCAB_SIZE),
         )
-        return torch.tensor(outs, device=prompt.device)
+        return torch.tensor(out.tokens, device=prompt.device)

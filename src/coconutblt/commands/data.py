@@ -12,11 +12,15 @@ def register(sub) -> None:
     s = dsub.add_parser("synth", help="write a seeded synthetic reasoning data set")
     s.add_argument("--task", required=True, help="arith | mult | prosqa | chain")
     s.add_argument("--n", type=int, required=True)
-    s.add_argument("--out", required=True, help=".json (list), .jsonl, or .txt (Internalize-CoT lines)")
+    s.add_argument(
+        "--out", required=True, help=".json (list), .jsonl, or .txt (Internalize-CoT lines)"
+    )
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--args", default="{}", help='generator options as JSON, e.g. \'{"hops": 4}\'')
+    s.add_argument("--args", default="{}", help="generator options as JSON, e.g. '{\"hops\": 4}'")
     s.set_defaults(func=synth)
-    v = dsub.add_parser("show", help="load a data file and print statistics and examples at stages 0 and 1")
+    v = dsub.add_parser(
+        "show", help="load a data file and print statistics and examples at stages 0 and 1"
+    )
     v.add_argument("file")
     v.add_argument("--c-thought", type=int, default=1)
     v.set_defaults(func=show)
@@ -34,7 +38,9 @@ def synth(args: argparse.Namespace) -> int:
     try:
         examples = synthesize(args.task, args.n, seed=args.seed, **options)
     except TypeError as exc:
-        raise UserError(f"--args: {exc}; see the generator's options in coconutblt.data.synth") from None
+        raise UserError(
+            f"--args: {exc}; see the generator's options in coconutblt.data.synth"
+        ) from None
     path = write_examples(examples, args.out)
     print(f"wrote {len(examples)} {args.task} examples to {path}")
     return 0
@@ -49,7 +55,9 @@ def show(args: argparse.Namespace) -> int:
 
     examples = load_examples(args.file)
     steps = Counter(len(e.steps) for e in examples)
-    print(f"{args.file}: {len(examples)} examples; steps per example: {dict(sorted(steps.items()))}")
+    print(
+        f"{args.file}: {len(examples)} examples; steps per example: {dict(sorted(steps.items()))}"
+    )
     if not examples:
         return 0
     ex = examples[0]

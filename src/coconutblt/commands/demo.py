@@ -37,26 +37,55 @@ class DemoPlan:
 
 
 MODEL = (
-    "model.d_model=128", "model.n_layers=4", "model.n_heads=4", "model.d_local=64", "model.local_heads=2",
-    "model.max_seq_len=128", "model.patcher=fixed", "model.patch_size=4", "model.max_patch_size=4",
+    "model.d_model=128",
+    "model.n_layers=4",
+    "model.n_heads=4",
+    "model.d_local=64",
+    "model.local_heads=2",
+    "model.max_seq_len=128",
+    "model.patcher=fixed",
+    "model.patch_size=4",
+    "model.max_patch_size=4",
 )
-FULL = DemoPlan(n_train=12000, n_test=300, cot_epochs=2, epochs_per_stage=1, batch_size=64, model=MODEL)
-QUICK = DemoPlan(n_train=600, n_test=40, cot_epochs=1, epochs_per_stage=1, batch_size=32,
-                 model=("model.d_model=64", "model.n_layers=2", "model.n_heads=2", "model.d_local=32",
-                        "model.local_heads=2", "model.max_seq_len=128", "model.patch_size=4", "model.max_patch_size=4"))
+FULL = DemoPlan(
+    n_train=12000, n_test=300, cot_epochs=2, epochs_per_stage=1, batch_size=64, model=MODEL
+)
+QUICK = DemoPlan(
+    n_train=600,
+    n_test=40,
+    cot_epochs=1,
+    epochs_per_stage=1,
+    batch_size=32,
+    model=(
+        "model.d_model=64",
+        "model.n_layers=2",
+        "model.n_heads=2",
+        "model.d_local=32",
+        "model.local_heads=2",
+        "model.max_seq_len=128",
+        "model.patch_size=4",
+        "model.max_patch_size=4",
+    ),
+)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train No-CoT, CoT and Coconut on a synthetic task and compare them")
+    p = sub.add_parser(
+        "demo", help="train No-CoT, CoT and Coconut on a synthetic task and compare them"
+    )
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--quick", action="store_true", help="a ~2-minute smoke run (numbers not meaningful)")
+    p.add_argument(
+        "--quick", action="store_true", help="a ~2-minute smoke run (numbers not meaningful)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
-def overrides(plan: DemoPlan, data_dir: Path, seed: int, mode: str, epochs: int, threads: int) -> list[str]:
+def overrides(
+    plan: DemoPlan, data_dir: Path, seed: int, mode: str, epochs: int, threads: int
+) -> list[str]:
     return [
         *plan.model,
         f"data.train=['{data_dir / 'train.jsonl'}']",
@@ -97,15 +126,21 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, part in (("train", train), ("val", val), ("test", test)):
         write_examples(part, data_dir / f"{name}.jsonl")
-    print(f"task: chain ({plan.hops} hops, {plan.distractors} distractor facts), e.g. {train[0].question!r} -> "
-          f"{' / '.join(train[0].steps)} ### {train[0].answer}")
-    print(f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems in {data_dir}")
+    print(
+        f"task: chain ({plan.hops} hops, {plan.distractors} distractor facts), e.g. {train[0].question!r} -> "
+        f"{' / '.join(train[0].steps)} ### {train[0].answer}"
+    )
+    print(
+        f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems in {data_dir}"
+    )
 
     started = time.perf_counter()
     runs: dict[str, Path] = {}
 
     def train_run(name: str, mode: str, epochs: int, *extra: str) -> Path:
-        cfg = load_run_config(None, [*overrides(plan, data_dir, args.seed, mode, epochs, args.threads), *extra])
+        cfg = load_run_config(
+            None, [*overrides(plan, data_dir, args.seed, mode, epochs, args.threads), *extra]
+        )
         print(f"\n== {name}: mode {mode}, {epochs} epochs ==")
         trainer = Trainer(cfg, out / name, show_progress=not args.no_progress)
         trainer.fit()
@@ -113,8 +148,13 @@ def run(args: argparse.Namespace) -> int:
         return out / name
 
     cot_dir = train_run("cot", "cot", plan.cot_epochs)
-    train_run("coconut", "coconut", plan.coconut_epochs, f"curriculum.init_from={cot_dir / 'final.pt'}",
-              "curriculum.start_stage=1")
+    train_run(
+        "coconut",
+        "coconut",
+        plan.coconut_epochs,
+        f"curriculum.init_from={cot_dir / 'final.pt'}",
+        "curriculum.start_stage=1",
+    )
     no_cot_epochs = plan.cot_epochs + plan.coconut_epochs  # same number of optimizer steps
     train_run("no_cot", "no_cot", no_cot_epochs)
     train_seconds = time.perf_counter() - started
@@ -131,11 +171,15 @@ def run(args: argparse.Namespace) -> int:
         ckpt = read_checkpoint(path)
         cfg = run_config_from_dict(ckpt["run_config"], source=str(path))
         model = load_model(path)
-        result = evaluate_examples(model, test_examples, stage_config(cfg), int(ckpt["stage"]), 64, 32)
+        result = evaluate_examples(
+            model, test_examples, stage_config(cfg), int(ckpt["stage"]), 64, 32
+        )
         results.append((f"{label} (stage {ckpt['stage']})" if name == "coconut" else label, result))
 
     chance = 1 / 3  # three chains in every question: guessing an end letter
-    print(f"\n== held-out test: {len(test_examples)} new problems (chance by guessing a chain end: {chance:.0%}) ==")
+    print(
+        f"\n== held-out test: {len(test_examples)} new problems (chance by guessing a chain end: {chance:.0%}) =="
+    )
     print(summary_lines(results))
     print()
     print(comparison_table(results))

@@ -9,13 +9,19 @@ from coconutblt.model.params import COMPONENTS, estimate_counts, exact_counts, m
 
 
 def register(sub) -> None:
-    p = sub.add_parser("estimate-params", help="parameter count (closed form vs exact) and training memory")
-    p.add_argument("config", nargs="?", help="YAML preset (its model: section); omit to use the flags")
+    p = sub.add_parser(
+        "estimate-params", help="parameter count (closed form vs exact) and training memory"
+    )
+    p.add_argument(
+        "config", nargs="?", help="YAML preset (its model: section); omit to use the flags"
+    )
     p.add_argument("overrides", nargs="*", help="model overrides key=value, e.g. d_model=2048")
     p.add_argument("--d_model", "--d-model", type=int, dest="d_model")
     p.add_argument("--n_layers", "--n-layers", type=int, dest="n_layers")
     p.add_argument("--n_heads", "--n-heads", type=int, dest="n_heads")
-    p.add_argument("--memory", action="store_true", help="print the per-GPU memory plan at 4K/8K bytes")
+    p.add_argument(
+        "--memory", action="store_true", help="print the per-GPU memory plan at 4K/8K bytes"
+    )
     p.add_argument("--seq-lens", type=int, nargs="+", default=[4096, 8192])
     p.add_argument("--world-size", type=int, default=1)
     p.set_defaults(func=run)
@@ -57,14 +63,20 @@ def run(args: argparse.Namespace) -> int:
         diff = 0.0 if x == 0 else (e - x) / x * 100
         print(f"{name:<10} {e:>14,} {x:>14,} {diff:>7.2f}%")
     te, tx = sum(est.values()), sum(exact.values())
-    print(f"{'total':<10} {te:>14,} {tx:>14,} {(te - tx) / tx * 100:>7.2f}%   (~{fmt(tx)} parameters)")
+    print(
+        f"{'total':<10} {te:>14,} {tx:>14,} {(te - tx) / tx * 100:>7.2f}%   (~{fmt(tx)} parameters)"
+    )
     print(
         f"training memory, bf16 compute + AdamW: fp32 params {gib(4 * tx)}, grads {gib(4 * tx)}, "
         f"AdamW moments {gib(8 * tx)} = {gib(16 * tx)} of model state (bf16 weights only: {gib(2 * tx)})"
     )
     if args.memory:
-        print(f"\nper-GPU memory plan (world size {args.world_size}, batch 1 sequence per GPU, estimate):")
-        print(f"{'seq bytes':>9} {'act.ckpt':>8} {'params':>10} {'grads':>10} {'optimizer':>10} {'activations':>12} {'total':>10}")
+        print(
+            f"\nper-GPU memory plan (world size {args.world_size}, batch 1 sequence per GPU, estimate):"
+        )
+        print(
+            f"{'seq bytes':>9} {'act.ckpt':>8} {'params':>10} {'grads':>10} {'optimizer':>10} {'activations':>12} {'total':>10}"
+        )
         for seq in args.seq_lens:
             for ac in (False, True):
                 m = memory_plan(cfg, seq, 1, ac, args.world_size)

@@ -9,9 +9,13 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("eval", help="task accuracy of one or more checkpoints on reasoning data")
     p.add_argument("--ckpt", nargs="+", required=True, help="checkpoint files or run folders")
-    p.add_argument("--data", required=True, help="reasoning examples (JSON/JSONL, Internalize-CoT .txt, GSM8k)")
+    p.add_argument(
+        "--data", required=True, help="reasoning examples (JSON/JSONL, Internalize-CoT .txt, GSM8k)"
+    )
     p.add_argument("--names", nargs="*", help="a label per checkpoint (default: its path and mode)")
-    p.add_argument("--stage", type=int, default=None, help="prompt at this stage (default: the checkpoint's)")
+    p.add_argument(
+        "--stage", type=int, default=None, help="prompt at this stage (default: the checkpoint's)"
+    )
     p.add_argument("--max-examples", type=int, default=200)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
@@ -31,7 +35,9 @@ def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.N
     model = load_model(path, args.device)
     cfg = run_config_from_dict(ckpt.get("run_config", {}), source=f"{path} (run_config)")
     use_stage = stage if stage is not None else int(ckpt.get("stage", 0))
-    result = evaluate_examples(model, examples, stage_config(cfg), use_stage, args.batch_size, args.max_new_tokens)
+    result = evaluate_examples(
+        model, examples, stage_config(cfg), use_stage, args.batch_size, args.max_new_tokens
+    )
     return f"{cfg.curriculum.mode} stage {use_stage}", result
 
 
@@ -41,12 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from coconutblt.inference.report import comparison_table, side_by_side, summary_lines
 
     if args.names and len(args.names) != len(args.ckpt):
-        raise UserError(f"--names has {len(args.names)} labels for {len(args.ckpt)} checkpoints; give one each")
+        raise UserError(
+            f"--names has {len(args.names)} labels for {len(args.ckpt)} checkpoints; give one each"
+        )
     examples = load_examples(args.data)[: args.max_examples]
     results = []
     for i, path in enumerate(args.ckpt):
         label, result = evaluate_checkpoint(path, examples, args.stage, args)
-        name = args.names[i] if args.names else f"{Path(path).parent.name}/{Path(path).name} ({label})"
+        name = (
+            args.names[i] if args.names else f"{Path(path).parent.name}/{Path(path).name} ({label})"
+        )
         results.append((name, result))
     print(f"{len(examples)} examples from {args.data}\n")
     print(summary_lines(results))

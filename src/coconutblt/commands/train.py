@@ -7,10 +7,16 @@ import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train from a YAML preset (text pretraining or the Coconut curriculum)")
+    p = sub.add_parser(
+        "train", help="train from a YAML preset (text pretraining or the Coconut curriculum)"
+    )
     p.add_argument("config", help="YAML preset, e.g. configs/tiny.yaml")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.train=[a.json] training.lr=3e-4")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, metrics.png")
+    p.add_argument(
+        "overrides", nargs="*", help="dotted overrides, e.g. data.train=[a.json] training.lr=3e-4"
+    )
+    p.add_argument(
+        "--out", required=True, help="run folder: checkpoints, metrics.jsonl, metrics.png"
+    )
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=run)
@@ -22,8 +28,20 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_run_config(args.config, args.overrides)
     trainer = Trainer(cfg, args.out, resume=args.resume, show_progress=not args.no_progress)
-    n = trainer.model.num_params()
-    print(f"model: {n / 1e6:.2f}M parameters, patcher {cfg.model.patcher}, device {trainer.device}; run folder {args.out}")
-    summary = trainer.fit()
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str))
+    try:
+        if trainer.ctx.is_main:
+            n = sum(p.numel() for p in trainer.model.parameters())
+            where = (
+                f"{trainer.ctx.world_size} processes (FSDP2)"
+                if trainer.ctx.enabled
+                else str(trainer.device)
+            )
+            print(
+                f"model: {n / 1e6:.2f}M parameters, patcher {cfg.model.patcher}, {where}; run folder {args.out}"
+            )
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.ctx.is_main:
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, default=str))
     return 0

@@ -15,7 +15,21 @@ import torch
 
 from coconutblt.errors import UserError
 
-TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".json", ".jsonl", ".csv", ".html", ".xml", ".yaml", ".yml", ".c", ".h"}
+TEXT_SUFFIXES = {
+    ".txt",
+    ".md",
+    ".py",
+    ".rst",
+    ".json",
+    ".jsonl",
+    ".csv",
+    ".html",
+    ".xml",
+    ".yaml",
+    ".yml",
+    ".c",
+    ".h",
+}
 
 
 def default_corpus_files(limit: int = 400) -> list[Path]:
@@ -23,7 +37,9 @@ def default_corpus_files(limit: int = 400) -> list[Path]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
     if not files:
-        raise UserError(f"{stdlib}: no Python sources found for the default corpus; pass --data PATH")
+        raise UserError(
+            f"{stdlib}: no Python sources found for the default corpus; pass --data PATH"
+        )
     return files[:limit]
 
 
@@ -38,12 +54,18 @@ def corpus_files(paths: Iterable[str | Path] | None) -> list[Path]:
         if p.is_file():
             files.append(p)
         elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES)
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES
+            )
             if not found:
-                raise UserError(f"{p}: directory holds no text files ({', '.join(sorted(TEXT_SUFFIXES))})")
+                raise UserError(
+                    f"{p}: directory holds no text files ({', '.join(sorted(TEXT_SUFFIXES))})"
+                )
             files.extend(found)
         else:
-            raise UserError(f"{p}: no such file or directory; pass existing text files or folders with --data")
+            raise UserError(
+                f"{p}: no such file or directory; pass existing text files or folders with --data"
+            )
     return files
 
 
@@ -72,7 +94,9 @@ class ByteWindows:
 
     def __init__(self, data: torch.Tensor, seq_len: int, batch_size: int, seed: int = 0) -> None:
         if len(data) <= seq_len + 1:
-            raise UserError(f"corpus of {len(data)} bytes is shorter than seq_len={seq_len}; add text or lower seq_len")
+            raise UserError(
+                f"corpus of {len(data)} bytes is shorter than seq_len={seq_len}; add text or lower seq_len"
+            )
         self.data, self.seq_len, self.batch_size, self.seed = data, seq_len, batch_size, seed
 
     def batch(self, step: int) -> torch.Tensor:

@@ -46,9 +46,9 @@ class EvalResult:
 
 def generate_batch(model, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
     """Greedy continuation of each prompt, stopping at EOS (kept) or `max_new_tokens`."""
-    from coconutblt.inference.generate import generate_ids
+    from coconutblt.inference.generate import generate
 
-    return generate_ids(model, prompts, max_new_tokens=max_new_tokens)
+    return generate(model, prompts, max_new_tokens=max_new_tokens).tokens
 
 
 @torch.no_grad()
@@ -73,7 +73,17 @@ def evaluate_examples(
             text = decode_text(out)
             pred = extract_answer(text)
             n_bytes = sum(1 for t in out if t < NUM_BYTES)
-            rows.append(EvalRow(ex.question, ex.answer, pred, pred == ex.answer.strip(), text, n_bytes, s.n_latents))
+            rows.append(
+                EvalRow(
+                    ex.question,
+                    ex.answer,
+                    pred,
+                    pred == ex.answer.strip(),
+                    text,
+                    n_bytes,
+                    s.n_latents,
+                )
+            )
     elapsed = time.perf_counter() - start
     model.train(was_training)
     n = max(len(rows), 1)

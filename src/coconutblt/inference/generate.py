@@ -171,6 +171,7 @@ def generate(
     eos_id: int | None = EOS_ID,
     use_cache: bool = True,
     return_logits: bool = False,
+    suppress_ids: Sequence[int] = (),
 ) -> Generation:
     """Continue each prompt (text, bytes or ids; one or a list) by up to `max_new_tokens` ids.
 
@@ -178,7 +179,7 @@ def generate(
     seeded with `seed`. `thoughts=N` appends `<|start-latent|>`, N `<|latent|>` positions (each
     fed the previous latent output) and `<|end-latent|>` to every prompt. A row stops after
     `eos_id` (kept in its tokens), after `max_new_tokens`, or at the context limit (see the
-    module doc). PAD and BOS are never generated.
+    module doc). PAD and BOS are never generated, nor any id in `suppress_ids`.
     """
     cfg = model.config
     rows = [p + thought_ids(thoughts) if thoughts > 0 else p for p in _as_rows(prompts)]
@@ -198,7 +199,7 @@ def generate(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
-    suppress = [PAD_ID, BOS_ID, *range(VOCAB_SIZE, cfg.vocab_size)]
+    suppress = [PAD_ID, BOS_ID, *range(VOCAB_SIZE, cfg.vocab_size), *suppress_ids]
     limits = [min(max_new_tokens, cfg.max_seq_len - len(p) + 1) for p in rows]
     tokens: list[list[int]] = [[] for _ in rows]
     kept: list[list[torch.Tensor]] = [[] for _ in rows]

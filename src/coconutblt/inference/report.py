@@ -9,7 +9,13 @@ from coconutblt.inference.evaluate import EvalResult
 def comparison_table(results: list[tuple[str, EvalResult]], markdown: bool = False) -> str:
     head = ("method", "accuracy", "bytes generated", "thoughts", "ms / example")
     rows = [
-        (name, f"{r.accuracy:.1%}", f"{r.avg_bytes:.1f}", f"{r.avg_thoughts:.1f}", f"{r.seconds_per_example * 1e3:.1f}")
+        (
+            name,
+            f"{r.accuracy:.1%}",
+            f"{r.avg_bytes:.1f}",
+            f"{r.avg_thoughts:.1f}",
+            f"{r.seconds_per_example * 1e3:.1f}",
+        )
         for name, r in results
     ]
     if markdown:
@@ -18,7 +24,10 @@ def comparison_table(results: list[tuple[str, EvalResult]], markdown: bool = Fal
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*row) for row in rows])
+    return "\n".join(
+        [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+        + [fmt.format(*row) for row in rows]
+    )
 
 
 def summary_lines(results: list[tuple[str, EvalResult]]) -> str:

@@ -52,7 +52,9 @@ class EntropyModel(nn.Module):
     def loss(self, ids: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
         """Mean next-byte cross-entropy (nats) over a batch of byte windows (B, T)."""
         logits = self(ids[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), ignore_index=ignore_index)
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(), ids[:, 1:].flatten(), ignore_index=ignore_index
+        )
 
     def new_caches(self) -> list[KVCache]:
         return [KVCache() for _ in self.blocks]

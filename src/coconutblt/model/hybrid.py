@@ -60,10 +60,13 @@ class HybridTransformer(nn.Module):
         if cfg.patcher == "entropy":
             if cfg.entropy_patcher.estimator == "learned":
                 self.estimator = nn.Sequential(
-                    nn.RMSNorm(cfg.d_local, eps=cfg.norm_eps), nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
+                    nn.RMSNorm(cfg.d_local, eps=cfg.norm_eps),
+                    nn.Linear(cfg.d_local, cfg.vocab_size, bias=False),
                 )
             else:
-                self.entropy_model = EntropyModel(cfg.entropy_patcher.model, cfg.vocab_size, cfg.init_std)
+                self.entropy_model = EntropyModel(
+                    cfg.entropy_patcher.model, cfg.vocab_size, cfg.init_std
+                )
                 self.entropy_model.requires_grad_(False)
         self.init_weights()
 
@@ -77,7 +80,9 @@ class HybridTransformer(nn.Module):
                 nn.init.zeros_(m.gate)
 
     # ------------------------------------------------------------------ patching
-    def entropies(self, ids: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def entropies(
+        self, ids: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Next-byte entropies (B, T) for the entropy patcher, and the estimator's logits."""
         if self.estimator is not None:
             est_logits = self.estimator(h.detach())
@@ -90,7 +95,9 @@ class HybridTransformer(nn.Module):
     def boundaries(self, ids: torch.Tensor, entropies: torch.Tensor | None) -> torch.Tensor:
         cfg = self.config
         ep = cfg.entropy_patcher
-        return patch_starts(ids, cfg.patcher, cfg.patch_cap, entropies, ep.threshold, ep.rule, ep.relative_threshold)
+        return patch_starts(
+            ids, cfg.patcher, cfg.patch_cap, entropies, ep.threshold, ep.rule, ep.relative_threshold
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -108,13 +115,25 @@ class HybridTransformer(nn.Module):
         B, T = input_ids.shape
         if T > cfg.max_seq_len:
             raise ValueError(f"sequence of {T} bytes is longer than max_seq_len={cfg.max_seq_len}")
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size):
-            bad = int(input_ids.max()) if int(input_ids.max()) >= cfg.vocab_size else int(input_ids.min())
-            raise ValueError(f"input id {bad} is outside the vocabulary [0, {cfg.vocab_size}); bytes are 0..255")
+        if input_ids.numel() and (
+            int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size
+        ):
+            bad = (
+                int(input_ids.max())
+                if int(input_ids.max()) >= cfg.vocab_size
+                else int(input_ids.min())
+            )
+            raise ValueError(
+                f"input id {bad} is outside the vocabulary [0, {cfg.vocab_size}); bytes are 0..255"
+            )
         byte_pos = torch.arange(T, device=input_ids.device).expand(B, T)
         h = self.encoder.byte_states(input_ids, byte_pos)  # (B, T, dl)
         ent, est_logits = self.entropies(input_ids, h)
-        starts = patch_starts_override if patch_starts_override is not None else self.boundaries(input_ids, ent)
+        starts = (
+            patch_starts_override
+            if patch_starts_override is not None
+            else self.boundaries(input_ids, ent)
+        )
         layout = layout_from_starts(starts)
         patches = self.encoder.pool(h, layout)  # (B, P, D)
         latent_out = self.run_latent(patches, thought_patches(input_ids, layout))  # (B, P, D)
@@ -128,13 +147,17 @@ class HybridTransformer(nn.Module):
         est_loss = None
         if est_logits is not None:
             targets = input_ids[:, 1:].masked_fill(input_ids[:, 1:] == PAD_ID, -100)
-            est_loss = F.cross_entropy(est_logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            est_loss = F.cross_entropy(
+                est_logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+            )
         return HybridOutput(logits, loss, est_loss, layout, ent)
 
     def previous_patch_context(self, latent_out: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
         """(B, P, D) patch states -> (B, T, D): for each byte, the state of the patch before its own."""
         B, P, D = latent_out.shape
-        shifted = torch.cat([self.bos_latent.expand(B, 1, D), latent_out[:, :-1]], dim=1)  # (B, P, D)
+        shifted = torch.cat(
+            [self.bos_latent.expand(B, 1, D), latent_out[:, :-1]], dim=1
+        )  # (B, P, D)
         return shifted.gather(1, layout.patch_id.unsqueeze(-1).expand(-1, -1, D))
 
     # ------------------------------------------------------------------ continuous thoughts
@@ -151,7 +174,9 @@ class HybridTransformer(nn.Module):
         if not bool(is_thought.any()):
             return self.latent(x, positions)
         has = is_thought.any(1)
-        first = torch.where(has, is_thought.float().argmax(1), torch.zeros_like(has, dtype=torch.long))
+        first = torch.where(
+            has, is_thought.float().argmax(1), torch.zeros_like(has, dtype=torch.long)
+        )
         shift = torch.where(has, first[has].max() - first, torch.zeros_like(first))  # (B,)
         Pa = P + int(shift.max())
         dest = positions + shift[:, None]  # (B, P) column of each patch after alignment

@@ -30,7 +30,9 @@ class ContinuousLatentModule(nn.Module):
         self.out = nn.Linear(inner, dim, bias=False)
         self.gate = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None
+    ) -> torch.Tensor:
         """x (B, T, D); mask (B, 1, T, S) bool over the cached+new positions, or None = causal."""
         B, T, _ = x.shape
         H, c = self.n_heads, self.c
@@ -64,13 +66,23 @@ class LatentTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.blocks = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.mlp_type, cfg.rope_theta, 0, cfg.norm_eps)
+            Block(
+                cfg.d_model,
+                cfg.n_heads,
+                cfg.mlp_ratio,
+                cfg.mlp_type,
+                cfg.rope_theta,
+                0,
+                cfg.norm_eps,
+            )
             for _ in range(cfg.n_layers)
         )
         every = cfg.latent_module_every
         self.module_after = [i for i in range(cfg.n_layers) if every > 0 and (i + 1) % every == 0]
         self.latent_modules = nn.ModuleList(
-            ContinuousLatentModule(cfg.d_model, cfg.c_thought, cfg.module_dim, cfg.n_heads, cfg.norm_eps)
+            ContinuousLatentModule(
+                cfg.d_model, cfg.c_thought, cfg.module_dim, cfg.n_heads, cfg.norm_eps
+            )
             for _ in self.module_after
         )
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)

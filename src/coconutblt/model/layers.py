@@ -41,9 +41,14 @@ class KVCache:
             self.k, self.v = self.k[rows], self.v[rows]
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """positions (B, T) int -> cos, sin of shape (B, 1, T, head_dim // 2), float32."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (
+        theta
+        ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
     angles = positions.to(torch.float32)[..., None] * inv_freq  # (B, T, hd/2)
     return angles.cos()[:, None], angles.sin()[:, None]
 
@@ -76,7 +81,9 @@ def causal_mask(
 class Attention(nn.Module):
     """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window."""
 
-    def __init__(self, dim: int, n_heads: int, rope_theta: float = 10000.0, window: int = 0) -> None:
+    def __init__(
+        self, dim: int, n_heads: int, rope_theta: float = 10000.0, window: int = 0
+    ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = dim // n_heads
@@ -132,7 +139,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    `activation_checkpointing = True` recomputes the block's activations in backward instead of
+    keeping them. A flag rather than a wrapper module, so parameter names (and checkpoints,
+    optimizer states) are the same with and without it.
+    """
+
+    activation_checkpointing: bool = False
 
     def __init__(
         self,
@@ -157,6 +171,14 @@ class Block(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
+        # passes that fill a KV cache run normally: recomputing would append to the cache twice
+        if self.activation_checkpointing and cache is None and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._forward, x, positions, mask, None, use_reentrant=False)
+        return self._forward(x, positions, mask, cache)
+
+    def _forward(self, x, positions, mask, cache):
         x = x + self.attn(self.attn_norm(x), positions, mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 

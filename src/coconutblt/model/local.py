@@ -19,7 +19,9 @@ from coconutblt.model.patching import PatchLayout
 _HASH_BASE = 263
 
 
-def ngram_hashes(ids: torch.Tensor, n: int, buckets: int, context: torch.Tensor | None = None) -> torch.Tensor:
+def ngram_hashes(
+    ids: torch.Tensor, n: int, buckets: int, context: torch.Tensor | None = None
+) -> torch.Tensor:
     """Hash of the n bytes ending at each position: ids (B, T) -> (B, T) in [0, buckets).
 
     `context` (B, >= n-1) holds the ids just before `ids` (for one-step decoding); missing
@@ -42,13 +44,27 @@ class LocalEncoder(nn.Module):
         dl = cfg.d_local
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, dl)
-        self.ngram_embeds = nn.ModuleList(nn.Embedding(cfg.ngram_buckets, dl) for _ in cfg.ngram_sizes)
+        self.ngram_embeds = nn.ModuleList(
+            nn.Embedding(cfg.ngram_buckets, dl) for _ in cfg.ngram_sizes
+        )
         self.blocks = nn.ModuleList(
-            Block(dl, cfg.local_heads, cfg.local_mlp_ratio, "swiglu", cfg.rope_theta, cfg.local_window, cfg.norm_eps)
+            Block(
+                dl,
+                cfg.local_heads,
+                cfg.local_mlp_ratio,
+                "swiglu",
+                cfg.rope_theta,
+                cfg.local_window,
+                cfg.norm_eps,
+            )
             for _ in range(cfg.encoder_layers)
         )
         self.norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
-        self.pool_attn = PatchCrossAttention(dl, cfg.local_heads, cfg.norm_eps) if cfg.use_byte_patch_attention else None
+        self.pool_attn = (
+            PatchCrossAttention(dl, cfg.local_heads, cfg.norm_eps)
+            if cfg.use_byte_patch_attention
+            else None
+        )
         self.to_latent = nn.Linear(dl, cfg.d_model, bias=False)
 
     def byte_states(
@@ -98,7 +114,9 @@ class PatchCrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, query: torch.Tensor, grouped: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, grouped: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         """query (B, P, C); grouped (B, P, M, C) bytes of each patch; valid (B, P, M)."""
         B, P, M, C = grouped.shape
         H, hd = self.n_heads, C // self.n_heads

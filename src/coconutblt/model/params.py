@@ -32,9 +32,13 @@ def estimate_counts(cfg: ModelConfig) -> dict[str, int]:
     if cfg.use_byte_patch_attention:
         encoder += 4 * dl * dl + dl
     n_modules = cfg.n_layers // cfg.latent_module_every if cfg.latent_module_every > 0 else 0
-    latent = cfg.n_layers * _block(D, int(D * cfg.mlp_ratio), cfg.mlp_type) + D + D  # + final norm + bos
+    latent = (
+        cfg.n_layers * _block(D, int(D * cfg.mlp_ratio), cfg.mlp_type) + D + D
+    )  # + final norm + bos
     latent += n_modules * (cfg.c_thought * m + 4 * D * m + 2 * D)
-    dec_layer = (4 * dl * dl + dl) + (4 * dl * dl + dl) + (3 * dl * hl + dl)  # self-attn, cross, mlp
+    dec_layer = (
+        (4 * dl * dl + dl) + (4 * dl * dl + dl) + (3 * dl * hl + dl)
+    )  # self-attn, cross, mlp
     decoder = D * dl + D * cfg.cross_attn_k * dl + cfg.decoder_layers * dec_layer + dl
     heads = dl * V
     patcher = 0
@@ -43,8 +47,18 @@ def estimate_counts(cfg: ModelConfig) -> dict[str, int]:
             heads += dl + dl * V
         else:
             e = cfg.entropy_patcher.model
-            patcher = 2 * V * e.d_model + e.n_layers * _block(e.d_model, int(e.d_model * e.mlp_ratio), "swiglu") + e.d_model
-    return {"encoder": encoder, "latent": latent, "decoder": decoder, "heads": heads, "patcher": patcher}
+            patcher = (
+                2 * V * e.d_model
+                + e.n_layers * _block(e.d_model, int(e.d_model * e.mlp_ratio), "swiglu")
+                + e.d_model
+            )
+    return {
+        "encoder": encoder,
+        "latent": latent,
+        "decoder": decoder,
+        "heads": heads,
+        "patcher": patcher,
+    }
 
 
 def _component(name: str) -> str:
@@ -106,7 +120,9 @@ def memory_plan(
     """
     n = sum(exact_counts(cfg).values())
     shard = n / world_size
-    per_patch = bytes_per_patch or float(cfg.patch_cap if cfg.patcher == "fixed" else cfg.max_patch_size / 2)
+    per_patch = bytes_per_patch or float(
+        cfg.patch_cap if cfg.patcher == "fixed" else cfg.max_patch_size / 2
+    )
     s_lat = batch * seq_len / per_patch
     s_loc = batch * seq_len
     mlp_scale = cfg.mlp_ratio / 4.0
@@ -121,19 +137,32 @@ def memory_plan(
         acts = per_layer_lat * cfg.n_layers + per_layer_loc * local_layers
     acts += logits
     gathered_block = 2 * (12 * cfg.d_model**2)
-    return MemoryPlan(seq_len, batch, activation_checkpointing, world_size, 4 * shard + gathered_block, 4 * shard, 8 * shard, acts)
+    return MemoryPlan(
+        seq_len,
+        batch,
+        activation_checkpointing,
+        world_size,
+        4 * shard + gathered_block,
+        4 * shard,
+        8 * shard,
+        acts,
+    )
 
 
 def flops_per_byte(cfg: ModelConfig, seq_len: int, bytes_per_patch: float) -> float:
     """Training FLOPs per byte (6 x matmul params per position + attention), forward+backward."""
     counts = exact_counts(cfg)
     dense_latent = counts["latent"]
-    dense_local = counts["encoder"] + counts["decoder"] + counts["heads"] - cfg.vocab_size * cfg.d_local
+    dense_local = (
+        counts["encoder"] + counts["decoder"] + counts["heads"] - cfg.vocab_size * cfg.d_local
+    )
     dense_local -= len(cfg.ngram_sizes) * cfg.ngram_buckets * cfg.d_local  # lookups, not matmuls
     lat_positions = seq_len / bytes_per_patch
     attn_latent = 12 * cfg.n_layers * cfg.d_model * lat_positions / 2  # causal: half the keys
     window = cfg.local_window or seq_len
-    attn_local = 12 * (cfg.encoder_layers + cfg.decoder_layers) * cfg.d_local * min(window, seq_len) / 2
+    attn_local = (
+        12 * (cfg.encoder_layers + cfg.decoder_layers) * cfg.d_local * min(window, seq_len) / 2
+    )
     flops_latent = (6 * dense_latent + attn_latent) / bytes_per_patch
     flops_local = 6 * (dense_local + cfg.vocab_size * cfg.d_local) + attn_local
     return flops_latent + flops_local

@@ -18,7 +18,6 @@ import torch
 from coconutblt.data.vocab import LATENT_ID, NUM_BYTES
 
 
-
 def _word_byte_table(device: torch.device) -> torch.Tensor:
     """(512,) bool: ASCII letters/digits, '_' and UTF-8 bytes >= 0x80 count as word bytes."""
     table = torch.zeros(512, dtype=torch.bool, device=device)

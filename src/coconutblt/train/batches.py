@@ -47,7 +47,9 @@ class ReasoningBatches:
             chunk = chunk + order[: global_bs - len(chunk)]
         mine = chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         staged = [
-            format_example(self.examples[i], stage, self.stage_cfg, random.Random(hash((self.seed, epoch, i))))
+            format_example(
+                self.examples[i], stage, self.stage_cfg, random.Random(hash((self.seed, epoch, i)))
+            )
             for i in mine
         ]
         out = collate(staged)

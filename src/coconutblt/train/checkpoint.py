@@ -42,7 +42,13 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 def model_checkpoint(model, kind: str = "hybrid", extra: dict | None = None) -> dict:
     """The part of a checkpoint that `load_model` needs."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    out = {"format": FORMAT, "version": VERSION, "kind": kind, "model_config": model.config.to_dict(), "model": state}
+    out = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "model_config": model.config.to_dict(),
+        "model": state,
+    }
     out.update(extra or {})
     return out
 
@@ -56,17 +62,25 @@ def read_checkpoint(path: str | Path) -> dict:
                 path = path / name
                 break
         else:
-            raise UserError(f"{path}: folder holds no best.pt/last.pt/final.pt; pass the checkpoint file")
+            raise UserError(
+                f"{path}: folder holds no best.pt/last.pt/final.pt; pass the checkpoint file"
+            )
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; pass the .pt file a training run wrote")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); pass a coconutblt .pt file") from None
+        raise UserError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); pass a coconutblt .pt file"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path}: not a coconutblt checkpoint (another architecture?); train one with `coconutblt train`")
+        raise UserError(
+            f"{path}: not a coconutblt checkpoint (another architecture?); train one with `coconutblt train`"
+        )
     if ckpt.get("version", 0) > VERSION:
-        raise UserError(f"{path}: checkpoint version {ckpt['version']} is newer than this coconutblt; upgrade it")
+        raise UserError(
+            f"{path}: checkpoint version {ckpt['version']} is newer than this coconutblt; upgrade it"
+        )
     return ckpt
 
 
@@ -76,10 +90,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
     ckpt = read_checkpoint(path)
     if ckpt.get("kind") != "hybrid":
-        raise UserError(f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not the hybrid byte model")
+        raise UserError(
+            f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not the hybrid byte model"
+        )
     cfg = ModelConfig.from_dict(ckpt["model_config"], source=f"{path} (model_config)")
     model = HybridTransformer(cfg)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
-        raise UserError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.to(device).eval()

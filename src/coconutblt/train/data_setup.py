@@ -46,8 +46,12 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
             train = exclude_questions(train, val)  # no validation question is trained on
     else:
         train = synthesize(d.synth_task, d.synth_n, seed=cfg.training.seed, **d.synth_args)
-        val = _load_many(d.val) if d.val else synthesize(
-            d.synth_task, d.synth_val_n, seed=cfg.training.seed + 10_007, **d.synth_args
+        val = (
+            _load_many(d.val)
+            if d.val
+            else synthesize(
+                d.synth_task, d.synth_val_n, seed=cfg.training.seed + 10_007, **d.synth_args
+            )
         )
         val = exclude_questions(val, train)
     if d.max_examples:
@@ -58,7 +62,9 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     longest = StageConfig(mode="cot")
     kept = [ex for ex in train if len(format_example(ex, 0, longest).input_ids) <= limit]
     if not kept:
-        raise UserError(f"every training example is longer than {limit} bytes; raise data.seq_len / model.max_seq_len")
+        raise UserError(
+            f"every training example is longer than {limit} bytes; raise data.seq_len / model.max_seq_len"
+        )
     if not val:
         raise UserError("no validation examples; give data.val files or more training examples")
     return ReasoningData(kept, val, len(train) - len(kept))

@@ -2,7 +2,8 @@
 
 Everything a resumed run needs is in `last.pt`: model, optimizer, step, epoch, batch index,
 stage, best accuracy, RNG states. Batches are a pure function of (seed, epoch, index), the
-learning rate a pure function of the step, so `--resume` continues exactly.
+learning rate a pure function of the step, so `--resume` continues exactly. The same code runs
+as one process or under `torchrun` (FSDP2, see `distributed.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,22 @@ from coconutblt.data.stages import StageConfig, scheduled_stage
 from coconutblt.errors import UserError
 from coconutblt.model import HybridTransformer
 from coconutblt.train.batches import ReasoningBatches
-from coconutblt.train.checkpoint import model_checkpoint, read_checkpoint, save_atomic
+from coconutblt.train.checkpoint import read_checkpoint, save_atomic
 from coconutblt.train.config import RunConfig, run_config_from_dict
 from coconutblt.train.data_setup import load_reasoning, load_text
+from coconutblt.train.distributed import (
+    DistContext,
+    all_mean,
+    apply_activation_checkpointing,
+    apply_fsdp,
+    broadcast_object,
+    full_model_state,
+    full_optimizer_state,
+    init_distributed,
+    load_full_model_state,
+    load_full_optimizer_state,
+    shutdown,
+)
 from coconutblt.train.metrics import MetricsLog, plot_metrics
 from coconutblt.train.optim import build_optimizer, lr_at, set_lr
 
@@ -59,97 +73,188 @@ def stage_at(cfg: RunConfig, epoch: int) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, show_progress: bool = True) -> None:
+    def __init__(
+        self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, show_progress: bool = True
+    ) -> None:
         self.out = Path(out_dir)
-        self.show_progress = show_progress
+        self.ctx: DistContext = init_distributed(cfg.training.device)
+        self.show_progress = show_progress and self.ctx.is_main
         resume_ckpt = None
         if resume:
             last = self.out / "last.pt"
             if not last.is_file():
                 raise UserError(f"{last}: nothing to resume; start without --resume")
             resume_ckpt = read_checkpoint(last)
-            cfg = self._resumed_config(cfg, resume_ckpt)
+            cfg = self._resumed_config(cfg, resume_ckpt, self.ctx.world_size)
         self.cfg = cfg
         t = cfg.training
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        self.device = pick_device(t.device)
+        self.device = self.ctx.device if self.ctx.enabled else pick_device(t.device)
         use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
-        torch.manual_seed(t.seed)
-        self.model = HybridTransformer(cfg.model).to(self.device)
-        self._load_patcher_and_init()
+        # under FSDP the mixed-precision policy casts; a single process uses autocast
+        self.autocast_dtype = torch.bfloat16 if use_bf16 and not self.ctx.enabled else None
+        self.model = self._build_model(use_bf16, resume_ckpt)
         self.state = TrainState()
         self.optimizer = build_optimizer(self.model, t)
+        rank, world = self.ctx.rank, self.ctx.world_size
         if cfg.data.kind == "reasoning":
             self.data = load_reasoning(cfg)
-            self.batches = ReasoningBatches(self.data.train, stage_config(cfg), t.batch_size, t.seed)
+            self.batches = ReasoningBatches(
+                self.data.train, stage_config(cfg), t.batch_size, t.seed, rank, world
+            )
             self.steps_per_epoch = math.ceil(len(self.batches) / t.grad_accum)
             self.total_steps = self.steps_per_epoch * cfg.curriculum.num_epochs
         else:
-            self.text = load_text(cfg)
             from coconutblt.data.corpora import ByteWindows
 
-            self.windows = ByteWindows(self.text.train, cfg.data.seq_len, t.batch_size, t.seed)
+            self.text = load_text(cfg)
+            # one global batch per micro-step, each rank takes its rows: same data at any world size
+            self.windows = ByteWindows(
+                self.text.train, cfg.data.seq_len, t.batch_size * world, t.seed
+            )
             self.total_steps = t.steps
             if self.total_steps <= 0:
                 raise UserError("text runs need training.steps > 0 (e.g. training.steps=200)")
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
-        self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.state.step if resume else None)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = None
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.log = MetricsLog(
+                self.out / "metrics.jsonl", resume_step=self.state.step if resume else None
+            )
 
     # ------------------------------------------------------------------ setup
     @staticmethod
-    def _resumed_config(cfg: RunConfig, ckpt: dict) -> RunConfig:
+    def _resumed_config(cfg: RunConfig, ckpt: dict, world: int) -> RunConfig:
+        """The checkpoint's run config; at another world size the per-process batch is rescaled
+        so the global batch (and so the data order and the losses) stays the same."""
         saved = run_config_from_dict(ckpt["run_config"], source="checkpoint run_config")
         if saved.model != cfg.model:
-            raise UserError("--resume: the model config differs from the checkpoint's; resume with the same config")
+            raise UserError(
+                "--resume: the model config differs from the checkpoint's; resume with the same config"
+            )
         saved.training.max_steps_per_run = cfg.training.max_steps_per_run
+        saved_world = int(ckpt.get("world_size", 1))
+        if saved_world != world:
+            global_batch = saved.training.batch_size * saved_world
+            if global_batch % world:
+                raise UserError(
+                    f"--resume: the run's global batch {global_batch} ({saved_world} processes x "
+                    f"{saved.training.batch_size}) does not split over {world} processes; resume with a world size "
+                    "that divides it"
+                )
+            saved.training.batch_size = global_batch // world
         return saved
 
-    def _load_patcher_and_init(self) -> None:
+    def _initial_model(self) -> HybridTransformer:
+        """The seeded model on the CPU with a trained entropy model / init_from weights loaded."""
         t, c = self.cfg.training, self.cfg.curriculum
+        torch.manual_seed(t.seed)
+        model = HybridTransformer(self.cfg.model)
         if t.entropy_model:
-            if self.model.entropy_model is None:
-                raise UserError("training.entropy_model is set but model.patcher is not 'entropy' with estimator 'model'")
+            if model.entropy_model is None:
+                raise UserError(
+                    "training.entropy_model is set but model.patcher is not 'entropy' with estimator 'model'"
+                )
             ckpt = read_checkpoint(t.entropy_model)
             if ckpt.get("kind") != "entropy":
-                raise UserError(f"{t.entropy_model}: not an entropy-model checkpoint; train one with `coconutblt entropy train`")
-            self.model.entropy_model.load_state_dict(ckpt["model"])
+                raise UserError(
+                    f"{t.entropy_model}: not an entropy-model checkpoint; train one with `coconutblt entropy train`"
+                )
+            model.entropy_model.load_state_dict(ckpt["model"])
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
             try:
-                self.model.load_state_dict(ckpt["model"])
+                model.load_state_dict(ckpt["model"])
             except RuntimeError as exc:
-                raise UserError(f"{c.init_from}: weights do not fit this model config ({str(exc).splitlines()[0]})") from None
+                raise UserError(
+                    f"{c.init_from}: weights do not fit this model config ({str(exc).splitlines()[0]})"
+                ) from None
+        return model
+
+    def _build_model(self, bf16: bool, resume_ckpt: dict | None) -> torch.nn.Module:
+        t = self.cfg.training
+        if not self.ctx.enabled:
+            model = self._initial_model()
+            if resume_ckpt is not None:
+                model.load_state_dict(resume_ckpt["model"])
+            if t.activation_checkpointing:
+                apply_activation_checkpointing(model)
+            if t.compile:
+                for block in model.latent.blocks:
+                    block.compile()
+            return model.to(self.device)
+        # rank 0 holds the real weights on the CPU; the other ranks never allocate the full model
+        state = None
+        if self.ctx.is_main:
+            state = (
+                resume_ckpt["model"]
+                if resume_ckpt is not None
+                else self._initial_model().state_dict()
+            )
+        with torch.device("meta"):
+            model = HybridTransformer(self.cfg.model)
+        if t.activation_checkpointing:
+            apply_activation_checkpointing(model)
+        if t.compile:
+            for block in model.latent.blocks:
+                block.compile()
+        apply_fsdp(model, bf16)
+        model.to_empty(device=self.device)
+        load_full_model_state(model, state, self.ctx)
+        return model
 
     def _restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        """Train state, optimizer and RNGs from `last.pt` (the weights were loaded when built)."""
         ts = ckpt["train_state"]
-        self.state = TrainState(**ts["state"])
+        self.state = TrainState(**broadcast_object(ts["state"], self.ctx))
         if self.state.stage >= 0 or self.cfg.data.kind == "text":
-            self.optimizer.load_state_dict(ts["optimizer"])
+            load_full_optimizer_state(self.model, self.optimizer, ts["optimizer"], self.ctx)
         torch.set_rng_state(ts["torch_rng"])
         random.setstate(ts["python_rng"])
 
     def checkpoint(self, name: str = "last.pt", with_train_state: bool = True) -> Path:
-        extra = {"run_config": self.cfg.to_dict(), "stage": max(self.state.stage, 0), "step": self.state.step}
+        """Write OUT/name atomically from rank 0 (gathering shards is a collective: all ranks call)."""
+        path = self.out / name
+        model_state = full_model_state(self.model, self.ctx)
+        optim_state = (
+            full_optimizer_state(self.model, self.optimizer, self.ctx) if with_train_state else None
+        )
+        if not self.ctx.is_main:
+            return path
+        ckpt = {
+            "format": "coconutblt",
+            "version": 1,
+            "kind": "hybrid",
+            "model_config": self.cfg.model.to_dict(),
+            "model": model_state,
+            "run_config": self.cfg.to_dict(),
+            "stage": max(self.state.stage, 0),
+            "step": self.state.step,
+            "world_size": self.ctx.world_size,  # training.batch_size is per process
+        }
         if with_train_state:
-            extra["train_state"] = {
+            ckpt["train_state"] = {
                 "state": vars(self.state).copy(),
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optim_state,
                 "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate(),
             }
-        path = self.out / name
-        save_atomic(model_checkpoint(self.model, extra=extra), path)
+        save_atomic(ckpt, path)
         return path
+
+    def close(self) -> None:
+        """End the process group (once, after `fit`, on every rank)."""
+        shutdown(self.ctx)
 
     # ------------------------------------------------------------------ one step
     def _micro_loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         t = self.cfg.training
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
             out = self.model(input_ids.to(self.device), labels=labels.to(self.device))
         loss = out.loss
         if t.train_estimator and out.estimator_loss is not None:
@@ -157,18 +262,22 @@ class Trainer:
         return loss
 
     def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One optimizer step over micro-batches; returns the loss averaged over ranks."""
         t = self.cfg.training
         set_lr(self.optimizer, lr_at(self.state.step, self.total_steps, t))
         total = 0.0
-        for input_ids, labels in micro_batches:
+        for i, (input_ids, labels) in enumerate(micro_batches):
+            if self.ctx.enabled:  # reduce gradients once, after the last micro-batch
+                self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
             loss = self._micro_loss(input_ids, labels) / len(micro_batches)
-            if not torch.isfinite(loss):
-                raise UserError(
-                    f"non-finite loss at step {self.state.step}; lower training.lr or raise training.warmup_steps "
-                    f"(the last good checkpoint is {self.out / 'last.pt'})"
-                )
             loss.backward()
             total += loss.item()
+        total = all_mean(total, self.ctx)
+        if not math.isfinite(total):
+            raise UserError(
+                f"non-finite loss at step {self.state.step}; lower training.lr or raise training.warmup_steps "
+                f"(the last good checkpoint is {self.out / 'last.pt'})"
+            )
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
@@ -181,21 +290,34 @@ class Trainer:
     def fit(self) -> dict:
         self.model.train()
         bar = tqdm(
-            total=self.total_steps, initial=self.state.step, disable=not self.show_progress, unit="step", dynamic_ncols=True
+            total=self.total_steps,
+            initial=self.state.step,
+            disable=not self.show_progress,
+            unit="step",
+            dynamic_ncols=True,
         )
         try:
-            if self.cfg.data.kind == "reasoning":
-                summary = self._fit_reasoning(bar)
-            else:
-                summary = self._fit_text(bar)
+            summary = (
+                self._fit_reasoning(bar)
+                if self.cfg.data.kind == "reasoning"
+                else self._fit_text(bar)
+            )
         except KeyboardInterrupt:
             self.checkpoint()
             bar.close()
-            print(f"interrupted: saved {self.out / 'last.pt'} at step {self.state.step}; continue with --resume")
+            if self.ctx.is_main:
+                print(
+                    f"interrupted: saved {self.out / 'last.pt'} at step {self.state.step}; continue with --resume"
+                )
             raise
         bar.close()
-        plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out))
+        if self.ctx.is_main:
+            plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out))
         return summary
+
+    def _log(self, record: dict) -> None:
+        if self.log is not None:
+            self.log.write(record)
 
     def _stop_requested(self, steps_this_run: int) -> bool:
         limit = self.cfg.training.max_steps_per_run
@@ -203,23 +325,32 @@ class Trainer:
 
     def _fit_text(self, bar) -> dict:
         t = self.cfg.training
-        started, steps_this_run = time.perf_counter(), 0
-        tokens_seen = 0
+        started, steps_this_run, bytes_seen = time.perf_counter(), 0, 0
+        bs, rank = t.batch_size, self.ctx.rank
         while self.state.step < self.total_steps:
             step = self.state.step
             micro = []
             for i in range(t.grad_accum):
-                ids = self.windows.batch(step * t.grad_accum + i)
+                ids = self.windows.batch(step * t.grad_accum + i)[rank * bs : (rank + 1) * bs]
                 micro.append((ids, ids))
             loss = self._optimizer_step(micro)
-            tokens_seen += sum(m[0].numel() for m in micro)
+            bytes_seen += sum(m[0].numel() for m in micro) * self.ctx.world_size
             steps_this_run += 1
-            rate = tokens_seen / max(time.perf_counter() - started, 1e-9)
+            rate = bytes_seen / max(time.perf_counter() - started, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", bpb=f"{loss / LN2:.3f}", bytes_s=f"{rate:,.0f}")
             if self.state.step % t.log_every == 0 or self.state.step == self.total_steps:
-                self.log.write({"type": "train", "step": self.state.step, "loss": loss, "bpb": loss / LN2,
-                                "lr": self.optimizer.param_groups[0]["lr"], "bytes_per_s": rate, "stage": 0})
+                self._log(
+                    {
+                        "type": "train",
+                        "step": self.state.step,
+                        "loss": loss,
+                        "bpb": loss / LN2,
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "bytes_per_s": rate,
+                        "stage": 0,
+                    }
+                )
             if t.eval_every and self.state.step % t.eval_every == 0:
                 self._eval_text()
             if t.save_every and self.state.step % t.save_every == 0:
@@ -230,10 +361,15 @@ class Trainer:
         heldout = self._eval_text()
         self.checkpoint()
         self.checkpoint("final.pt", with_train_state=False)
-        return {"steps": self.state.step, "train_loss": self.state.last_loss, "heldout_bpb": heldout}
+        return {
+            "steps": self.state.step,
+            "train_loss": self.state.last_loss,
+            "heldout_bpb": heldout,
+        }
 
     @torch.no_grad()
     def _eval_text(self, max_batches: int = 8) -> float:
+        """Held-out bits per byte (every rank runs the same windows: forward is a collective)."""
         from coconutblt.data.corpora import ByteWindows
 
         self.model.eval()
@@ -248,7 +384,7 @@ class Trainer:
             count += n
         self.model.train()
         bpb = total / max(count, 1) / LN2
-        self.log.write({"type": "eval", "step": self.state.step, "bpb": bpb, "stage": 0})
+        self._log({"type": "eval", "step": self.state.step, "bpb": bpb, "stage": 0})
         return bpb
 
     def _fit_reasoning(self, bar) -> dict:
@@ -262,21 +398,34 @@ class Trainer:
                 if self.state.stage >= 0 and c.reset_optimizer:
                     self.optimizer = build_optimizer(self.model, t)
                 self.state.stage = stage
-                self.state.best_accuracy = -1.0  # best checkpoint is chosen within a stage
+                self.state.best_accuracy = -1.0  # the best checkpoint is chosen within a stage
             n_batches = len(self.batches)
             while self.state.batch_index < n_batches:
-                idx = range(self.state.batch_index, min(self.state.batch_index + t.grad_accum, n_batches))
+                idx = range(
+                    self.state.batch_index, min(self.state.batch_index + t.grad_accum, n_batches)
+                )
                 batches = [self.batches.batch(epoch, i, stage) for i in idx]
                 loss = self._optimizer_step([(b["input_ids"], b["labels"]) for b in batches])
                 self.state.batch_index = idx[-1] + 1
                 steps_this_run += 1
-                bytes_seen += sum(int(b["n_bytes"]) for b in batches)
+                bytes_seen += sum(int(b["n_bytes"]) for b in batches) * self.ctx.world_size
                 rate = bytes_seen / max(time.perf_counter() - started, 1e-9)
                 bar.update(1)
-                bar.set_postfix(stage=stage, epoch=epoch, loss=f"{loss:.3f}", bytes_s=f"{rate:,.0f}")
+                bar.set_postfix(
+                    stage=stage, epoch=epoch, loss=f"{loss:.3f}", bytes_s=f"{rate:,.0f}"
+                )
                 if self.state.step % t.log_every == 0:
-                    self.log.write({"type": "train", "step": self.state.step, "epoch": epoch, "stage": stage,
-                                    "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "bytes_per_s": rate})
+                    self._log(
+                        {
+                            "type": "train",
+                            "step": self.state.step,
+                            "epoch": epoch,
+                            "stage": stage,
+                            "loss": loss,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "bytes_per_s": rate,
+                        }
+                    )
                 if t.save_every and self.state.step % t.save_every == 0:
                     self.checkpoint()
                 if self._stop_requested(steps_this_run):
@@ -284,25 +433,54 @@ class Trainer:
                     return {"stopped_at": self.state.step}
             result = self.validate(stage)
             history.append({"epoch": epoch, "stage": stage, **result.summary()})
-            self.log.write({"type": "eval", "step": self.state.step, "epoch": epoch, "stage": stage, **result.summary()})
-            bar.write(f"epoch {epoch} stage {stage}: val accuracy {result.accuracy:.1%}, "
-                      f"{result.avg_bytes:.1f} bytes generated, {result.avg_thoughts:.1f} thoughts")
+            self._log(
+                {
+                    "type": "eval",
+                    "step": self.state.step,
+                    "epoch": epoch,
+                    "stage": stage,
+                    **result.summary(),
+                }
+            )
+            if self.show_progress:
+                bar.write(
+                    f"epoch {epoch} stage {stage}: val accuracy {result.accuracy:.1%}, "
+                    f"{result.avg_bytes:.1f} bytes generated, {result.avg_thoughts:.1f} thoughts"
+                )
             self.state.epoch += 1
             self.state.batch_index = 0
             if result.accuracy > self.state.best_accuracy:
                 self.state.best_accuracy = result.accuracy
                 self.checkpoint("best.pt", with_train_state=False)
-            last_of_stage = self.state.epoch >= c.num_epochs or stage_at(self.cfg, self.state.epoch) != stage
-            if last_of_stage:
+            if self.state.epoch >= c.num_epochs or stage_at(self.cfg, self.state.epoch) != stage:
                 self.checkpoint(f"stage{stage}.pt", with_train_state=False)
             self.checkpoint()
         self.checkpoint("final.pt", with_train_state=False)
-        return {"steps": self.state.step, "history": history, "best_accuracy": self.state.best_accuracy}
+        return {
+            "steps": self.state.step,
+            "history": history,
+            "best_accuracy": self.state.best_accuracy,
+        }
 
     def validate(self, stage: int):
+        """Validation accuracy at `stage`. Under FSDP, rank 0 evaluates an unsharded copy
+        (generation stops at different times per rank, which collectives cannot follow)."""
         from coconutblt.inference.evaluate import evaluate_examples
 
-        return evaluate_examples(
-            self.model, self.data.val, stage_config(self.cfg), stage,
-            batch_size=max(self.cfg.training.batch_size, 32), max_new_tokens=self.cfg.training.eval_max_new_tokens,
+        kwargs = dict(
+            batch_size=max(self.cfg.training.batch_size, 32),
+            max_new_tokens=self.cfg.training.eval_max_new_tokens,
         )
+        if not self.ctx.enabled:
+            return evaluate_examples(
+                self.model, self.data.val, stage_config(self.cfg), stage, **kwargs
+            )
+        state = full_model_state(self.model, self.ctx)
+        result = None
+        if self.ctx.is_main:
+            copy = HybridTransformer(self.cfg.model)
+            copy.load_state_dict(state)
+            result = evaluate_examples(
+                copy.to(self.device), self.data.val, stage_config(self.cfg), stage, **kwargs
+            )
+        return broadcast_object(result, self.ctx)
