@@ -73,7 +73,7 @@ def assert_prefix_unchanged(model, ids, t, gen) -> bool:
 def test_future_bytes_do_not_change_past_logits(variant, specials):
     model = build(variant)
     gen = torch.Generator().manual_seed(1)
-    for trial in range(3):
+    for _trial in range(3):
         ids = random_ids(40, gen, specials)
         for t in (0, 3, 7, 11, 19, 30, 38):
             if specials and 5 <= t + 1 <= 9:
