@@ -320,11 +320,11 @@ class CoconutForCausalLM(nn.Module):
                     inputs_embeds=inputs_embeds[:, start:end],
                     attention_mask=attention_mask[:, :end],
                     position_ids=position_ids[:, start:end],
-                    past_key_values=cache,
+                    **cache_kw(self.base_model, cache),
                     use_cache=True,
                     output_hidden_states=not last,
                 )
-                cache = out.past_key_values
+                cache = returned_cache(out)
                 logits_parts.append(out.logits)  # (B, end - start, V)
             else:
                 out = self.base_model(
@@ -415,10 +415,10 @@ class CoconutForCausalLM(nn.Module):
                     input_ids=token[:, None],
                     attention_mask=attention_mask,
                     position_ids=next_pos,
-                    past_key_values=cache,
+                    **cache_kw(self.base_model, cache),
                     use_cache=True,
                 )
-                logits, cache = step_out.logits[:, -1], step_out.past_key_values
+                logits, cache = step_out.logits[:, -1], returned_cache(step_out)
                 n_forward += 1
             else:
                 full = self(input_ids, attention_mask, position_ids=position_ids, use_cache=False)
@@ -445,6 +445,20 @@ def enable_checkpointing(base_model) -> None:
         base_model.activation_checkpointing_enable()
     else:
         base_model.gradient_checkpointing_enable()
+
+
+def cache_kw(base_model, cache) -> dict:
+    """`{name: cache}` for the base model's forward: transformers >= 5.2x calls the argument
+    `cache` (and warns on `past_key_values`, removed in 5.40); older versions `past_key_values`."""
+    import inspect
+
+    params = inspect.signature(base_model.forward).parameters
+    return {"cache" if "cache" in params else "past_key_values": cache}
+
+
+def returned_cache(out):
+    """The cache a forward returned, under either name."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def _new_cache(base_model):

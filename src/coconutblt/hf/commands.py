@@ -288,6 +288,8 @@ def _greedy_ids(model, prompt_ids: list[int], n: int) -> list[int]:
     """Plain greedy continuation with the base model and its cache (no thoughts)."""
     import torch
 
+    from coconutblt.hf.coconut_lm import cache_kw, returned_cache
+
     device = model.get_input_embeddings().weight.device
     with torch.no_grad():
         out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
@@ -295,7 +297,7 @@ def _greedy_ids(model, prompt_ids: list[int], n: int) -> list[int]:
         for _ in range(n):
             token = out.logits[:, -1].argmax(-1)  # (1,)
             tokens.append(int(token))
-            out = model(input_ids=token[:, None], past_key_values=out.past_key_values)
+            out = model(input_ids=token[:, None], **cache_kw(model, returned_cache(out)))
     return tokens
 
 
