@@ -190,3 +190,42 @@ def test_non_finite_loss_is_one_line_and_keeps_checkpoint(tmp_path, capsys):
     with pytest.raises(UserError, match="non-finite loss at step 2"):
         trainer.fit()
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+
+def test_patch_curriculum_moves_from_fixed_to_entropy_patches(tmp_path, monkeypatch):
+    """training.patch_curriculum_steps reaches the forward: fixed boundaries during the hold,
+    a mix after it, and the model's own entropy patcher (override None) once it is over."""
+    import coconutblt.train.patch_curriculum as pc
+    from coconutblt.model.patching import patch_starts
+
+    seen = []
+    real = pc.curriculum_patch_starts
+
+    def spy(model, ids, entropies, step, total_steps, **kw):
+        out = real(model, ids, entropies, step, total_steps, **kw)
+        seen.append((step, ids.clone(), out))
+        return out
+
+    monkeypatch.setattr(pc, "curriculum_patch_starts", spy)
+    cfg = text_cfg(
+        tmp_path,
+        "model.patcher=entropy",
+        "model.entropy_patcher.estimator=learned",
+        "model.entropy_patcher.threshold=0.5",
+        "training.train_estimator=true",
+        "training.patch_curriculum_steps=4",
+    )
+    Trainer(cfg, tmp_path / "run", show_progress=False).fit()
+    assert [s for s, _, _ in seen] == [0, 1, 2, 3, 4, 5]
+    for step, ids, starts in seen:
+        if step < 2:  # hold: half of the curriculum on fixed patches
+            assert torch.equal(starts, patch_starts(ids, "fixed", 4))
+        elif step >= 4:
+            assert starts is None
+
+
+def test_patch_curriculum_needs_the_entropy_patcher(tmp_path):
+    from coconutblt.errors import UserError
+
+    with pytest.raises(UserError, match="patch_curriculum_steps=3 needs model.patcher=entropy"):
+        Trainer(text_cfg(tmp_path, "training.patch_curriculum_steps=3"), tmp_path / "run", show_progress=False)

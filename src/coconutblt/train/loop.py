@@ -88,6 +88,17 @@ class Trainer:
             cfg = self._resumed_config(cfg, resume_ckpt, self.ctx.world_size)
         self.cfg = cfg
         t = cfg.training
+        if t.patch_curriculum_steps > 0:
+            if cfg.model.patcher != "entropy":
+                raise UserError(
+                    f"training.patch_curriculum_steps={t.patch_curriculum_steps} needs model.patcher=entropy "
+                    f"(got {cfg.model.patcher!r}); set model.patcher=entropy or patch_curriculum_steps=0"
+                )
+            if self.ctx.enabled:
+                raise UserError(
+                    "training.patch_curriculum_steps runs in a single process only; "
+                    "train the curriculum part without torchrun, then continue with init_from"
+                )
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.device = self.ctx.device if self.ctx.enabled else pick_device(t.device)
@@ -154,16 +165,9 @@ class Trainer:
         torch.manual_seed(t.seed)
         model = HybridTransformer(self.cfg.model)
         if t.entropy_model:
-            if model.entropy_model is None:
-                raise UserError(
-                    "training.entropy_model is set but model.patcher is not 'entropy' with estimator 'model'"
-                )
-            ckpt = read_checkpoint(t.entropy_model)
-            if ckpt.get("kind") != "entropy":
-                raise UserError(
-                    f"{t.entropy_model}: not an entropy-model checkpoint; train one with `coconutblt entropy train`"
-                )
-            model.entropy_model.load_state_dict(ckpt["model"])
+            from coconutblt.patching_study.entropy_train import install_entropy_model
+
+            install_entropy_model(model, t.entropy_model)
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
             try:
@@ -255,11 +259,21 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
-            out = self.model(input_ids.to(self.device), labels=labels.to(self.device))
+            ids = input_ids.to(self.device)
+            out = self.model(ids, labels=labels.to(self.device), patch_starts_override=self._curriculum_starts(ids))
         loss = out.loss
         if t.train_estimator and out.estimator_loss is not None:
             loss = loss + t.est_loss_weight * out.estimator_loss
         return loss
+
+    def _curriculum_starts(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """Patch boundaries of the patch-size curriculum at this step (None: the model's own)."""
+        steps = self.cfg.training.patch_curriculum_steps
+        if steps <= 0:
+            return None
+        from coconutblt.train.patch_curriculum import curriculum_patch_starts
+
+        return curriculum_patch_starts(self.model, ids, None, self.state.step, steps, seed=self.cfg.training.seed)
 
     def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """One optimizer step over micro-batches; returns the loss averaged over ranks."""
