@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from coconutblt.model.config import ModelConfig
-from coconutblt.model.params import COMPONENTS, estimate_counts, exact_counts, memory_plan
+from coconutblt.model.params import (
+    COMPONENTS,
+    estimate_counts,
+    exact_counts,
+    flops_per_byte,
+    memory_plan,
+    planned_bytes_per_patch,
+)
 
 
 def register(sub) -> None:
@@ -24,6 +31,18 @@ def register(sub) -> None:
     )
     p.add_argument("--seq-lens", type=int, nargs="+", default=[4096, 8192])
     p.add_argument("--world-size", type=int, default=1)
+    p.add_argument(
+        "--bytes-per-patch",
+        type=float,
+        default=None,
+        help="mean patch size for the plan (default: the fixed size, or max_patch_size / 2)",
+    )
+    p.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="GPU bf16 dense peak (H100 SXM: 989)"
+    )
+    p.add_argument(
+        "--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed by the plan"
+    )
     p.set_defaults(func=run)
 
 
@@ -79,9 +98,19 @@ def run(args: argparse.Namespace) -> int:
         )
         for seq in args.seq_lens:
             for ac in (False, True):
-                m = memory_plan(cfg, seq, 1, ac, args.world_size)
+                m = memory_plan(cfg, seq, 1, ac, args.world_size, args.bytes_per_patch)
                 print(
                     f"{seq:>9} {'yes' if ac else 'no':>8} {gib(m.params):>10} {gib(m.grads):>10} "
                     f"{gib(m.optimizer):>10} {gib(m.activations):>12} {gib(m.total):>10}"
                 )
+        per_patch = args.bytes_per_patch or planned_bytes_per_patch(cfg)
+        rate = args.peak_tflops * 1e12 * args.mfu
+        print(
+            f"\nthroughput plan ({per_patch:g} bytes per patch, {args.peak_tflops:g} TFLOP/s bf16 peak at "
+            f"{args.mfu:.0%} MFU; activation checkpointing adds one forward, ~+33% FLOPs):"
+        )
+        print(f"{'seq bytes':>9} {'FLOPs/byte':>12} {'bytes/s/GPU':>12} {'patches/s/GPU':>14}")
+        for seq in args.seq_lens:
+            fpb = flops_per_byte(cfg, seq, per_patch)
+            print(f"{seq:>9} {fpb:>12.3g} {rate / fpb:>12,.0f} {rate / fpb / per_patch:>14,.0f}")
     return 0

@@ -102,6 +102,12 @@ class MemoryPlan:
         return self.params + self.grads + self.optimizer + self.activations
 
 
+def planned_bytes_per_patch(cfg: ModelConfig) -> float:
+    """Mean patch size a plan assumes: the fixed size, or half the cap for space/entropy patching
+    (calibrate the real value with `coconutblt patch calibrate`)."""
+    return float(cfg.patch_cap if cfg.patcher == "fixed" else cfg.max_patch_size / 2)
+
+
 def memory_plan(
     cfg: ModelConfig,
     seq_len: int,
@@ -120,9 +126,7 @@ def memory_plan(
     """
     n = sum(exact_counts(cfg).values())
     shard = n / world_size
-    per_patch = bytes_per_patch or float(
-        cfg.patch_cap if cfg.patcher == "fixed" else cfg.max_patch_size / 2
-    )
+    per_patch = bytes_per_patch or planned_bytes_per_patch(cfg)
     s_lat = batch * seq_len / per_patch
     s_loc = batch * seq_len
     mlp_scale = cfg.mlp_ratio / 4.0
