@@ -106,3 +106,19 @@ def test_bad_yaml_names_the_line(tmp_path, capsys):
     bad.write_text("model:\n  d_model: 64\n  n_layers: [2\n")
     assert main(["estimate-params", str(bad)]) == 2
     assert f"{bad}:" in capsys.readouterr().err
+
+
+def test_throughput_plan_follows_flops_per_byte(capsys):
+    from coconutblt.model.params import flops_per_byte
+
+    argv = ["estimate-params", "configs/model_1b.yaml", "--memory", "--bytes-per-patch", "4.5"]
+    assert main([*argv, "--seq-lens", "4096", "--peak-tflops", "100", "--mfu", "0.5"]) == 0
+    out = capsys.readouterr().out
+    row = next(
+        line
+        for line in out.split("throughput plan")[1].splitlines()
+        if line.strip().startswith("4096")
+    )
+    cfg = ModelConfig.from_yaml("configs/model_1b.yaml")
+    expect = 100e12 * 0.5 / flops_per_byte(cfg, 4096, 4.5)
+    assert int(row.split()[2].replace(",", "")) == round(expect)
