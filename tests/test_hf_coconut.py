@@ -18,68 +18,7 @@ from coconutblt.hf.coconut_lm import (  # noqa: E402
     enable_checkpointing,
     left_align,
 )
-
-TOKENIZER_TEXTS = [
-    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n<<48+24=72>>\n### 72",
-    "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute. How much did she earn?\n### 10",
-    "Out of 600 employees, 30% got promoted.\n<<600*30/100=180>>\n### 360",
-]
-
-
-def tiny_tokenizer(texts=TOKENIZER_TEXTS, vocab_size=300):
-    """A byte-level BPE tokenizer trained here, GPT-2 style, with <|endoftext|> as EOS."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(list(texts) * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-
-
-def tiny_gpt2(vocab_size, eos_id, seed=0):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        vocab_size=vocab_size,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        n_positions=512,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=eos_id,
-        eos_token_id=eos_id,
-    )
-    return GPT2LMHeadModel(cfg)
-
-
-def tiny_llama(vocab_size, eos_id, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        bos_token_id=eos_id,
-        eos_token_id=eos_id,
-        pad_token_id=eos_id,
-    )
-    return LlamaForCausalLM(cfg)
+from coconutblt.hf.tiny import tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
 
 
 def make_wrapper(kind, dtype=torch.float32):

@@ -1,4 +1,4 @@
-"""`coconutblt hf tokens | train | eval` end to end on a tiny random GPT-2 saved to tmp_path."""
+"""`coconutblt hf tiny-base | tokens | train | eval` end to end on tiny random models in tmp_path."""
 
 import argparse
 import json
@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from coconutblt.errors import UserError  # noqa: E402
 from coconutblt.hf.batching import Encoded, collate  # noqa: E402
 from coconutblt.hf.commands import add_hf_parser, train_stage  # noqa: E402
-from tests.test_hf_coconut import tiny_gpt2, tiny_tokenizer  # noqa: E402
+from coconutblt.hf.tiny import build_tiny_base, tiny_gpt2, tiny_tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GSM8K = DATA / "gsm8k" / "train.jsonl"
@@ -39,20 +39,6 @@ def run_cli(argv):
     return args.func(args)
 
 
-def save_tiny_base(folder: Path, texts) -> Path:
-    """A tiny random GPT-2 and a BPE tokenizer trained on `texts`, as a HF model folder."""
-    tok = tiny_tokenizer(texts, vocab_size=400)
-    model = tiny_gpt2(len(tok), tok.eos_token_id)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-def read_texts(path: Path, n: int) -> list[str]:
-    lines = path.read_text(encoding="utf-8").split("\n")[:n]
-    return [r["question"] + "\n" + r["answer"] for r in map(json.loads, lines)]
-
-
 @pytest.fixture
 def toy_data(tmp_path):
     path = tmp_path / "toy.jsonl"
@@ -61,13 +47,29 @@ def toy_data(tmp_path):
 
 
 @pytest.fixture
-def toy_base(tmp_path):
-    return save_tiny_base(tmp_path / "base", [r["question"] + "\n" + r["answer"] for r in TOY])
+def toy_base(tmp_path, toy_data):
+    """`hf tiny-base` on the toy file, at the 32-wide GPT-2 of the model tests."""
+    out = tmp_path / "base"
+    build_tiny_base(data=str(toy_data), out=str(out), width=32, print_fn=lambda *a: None)
+    return out
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
 @needs_gsm8k
 def test_stage0_then_stage1_then_eval_on_gsm8k(tmp_path, capsys):
-    base = save_tiny_base(tmp_path / "base", read_texts(GSM8K, 64))
+    """The smoke recipe of docs/hf_coconut.md: tiny-base, stage 0, stage 1, eval."""
+    base = tmp_path / "base"
+    assert run_cli(f"hf tiny-base --data {GSM8K} --max-texts 64 --out {base}".split()) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"gpt2, 2 layers x 64, 0\.\d\dM parameters .* vocab 400 \(BPE on 64 texts", out
+    )
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in base.iterdir()
+    }
     s0, s1 = tmp_path / "stage0", tmp_path / "stage1"
     common = f"--data {GSM8K} --max-examples 16 --batch-size 8 --lr 1e-3 --val-data {GSM8K} "
     common += "--max-val-examples 4 --max-new-tokens 12"
@@ -96,6 +98,44 @@ def test_stage0_then_stage1_then_eval_on_gsm8k(tmp_path, capsys):
     assert "Efficiency gain:" in out and "Quality:" in out
     assert out.count("Ground truth: ") == 2 and "Example 2:" in out
     assert re.search(r"Stage 1 \(stage1\) answer: .* \((correct|wrong)\)", out)
+
+
+def test_tiny_base_llama_then_stage0_stage1_eval_on_toy(tmp_path, toy_data, capsys):
+    """The same recipe without the shared data: a tiny Llama built from the toy file."""
+    base, s0, s1 = tmp_path / "base", tmp_path / "s0", tmp_path / "s1"
+    argv = f"hf tiny-base --arch llama --data {toy_data} --vocab-size 300 --seed 1 --out {base}"
+    assert run_cli(argv.split()) == 0
+    out = capsys.readouterr().out
+    assert "llama, 2 layers x 64" in out and "vocab 300 (BPE on 4 texts" in out
+    assert f"wrote {base}" in out
+    config = json.loads((base / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["vocab_size"] == 300
+    common = f"--data {toy_data} --batch-size 2 --epochs 1 --lr 1e-3 --max-new-tokens 8"
+    assert run_cli(f"hf train --base-model {base} --stage 0 --out {s0} {common}".split()) == 0
+    argv = f"hf train --load {s0} --stage 1 --c-thought 2 --out {s1} {common}"
+    assert run_cli(argv.split()) == 0
+    records = read_metrics(s1)
+    assert [r["batch"] for r in records] == [1, 2] and records[-1]["step"] == 2
+    assert all(r["type"] == "train" and r["loss"] > 0 for r in records)
+    capsys.readouterr()
+    argv = f"hf eval --ckpt {s0} {s1} --data {toy_data} --max-new-tokens 8"
+    assert run_cli(argv.split()) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Stage 1 \(s1\):\s+Accuracy = .*\(2 thoughts\)", out), out
+
+
+def test_tiny_base_errors_name_the_flag(tmp_path, toy_data):
+    cases = [
+        (["--data", str(tmp_path / "missing.jsonl")], "missing.jsonl does not exist"),
+        (["--data", str(toy_data), "--arch", "gpt3"], "unknown --arch 'gpt3'; use one of gpt2"),
+        (["--data", str(toy_data), "--vocab-size", "100"], "--vocab-size must be at least 257"),
+        (["--data", str(toy_data), "--max-texts", "0"], "--max-texts must be positive"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(UserError, match=re.escape(message)) as err:
+            run_cli(["hf", "tiny-base", *extra, "--out", str(tmp_path / "o")])
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()
 
 
 def test_training_lowers_the_loss_and_uses_thoughts(tmp_path, toy_base, toy_data, capsys):

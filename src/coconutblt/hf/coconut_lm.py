@@ -251,8 +251,14 @@ class CoconutForCausalLM(nn.Module):
             wrapper.metadata = json.loads(meta.read_text())
         return wrapper
 
-    def save_pretrained(self, out_dir: str | os.PathLike, metadata: dict | None = None) -> Path:
-        """Write model, tokenizer and `coconut.json` (token ids, training stage) atomically."""
+    def save_pretrained(
+        self,
+        out_dir: str | os.PathLike,
+        metadata: dict | None = None,
+        extra_files: dict[str, str] | None = None,
+    ) -> Path:
+        """Write model, tokenizer and `coconut.json` (token ids, training stage) atomically;
+        `extra_files` ({name: text}, e.g. a metrics log) go into the same folder."""
         meta = dict(self.metadata)
         meta.update(metadata or {})
         meta["token_ids"] = {
@@ -266,6 +272,8 @@ class CoconutForCausalLM(nn.Module):
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
 
         self.metadata = meta
         return write_dir_atomically(out_dir, write)
@@ -441,10 +449,13 @@ def _checkpointing(base_model) -> bool:
 
 def enable_checkpointing(base_model) -> None:
     """Turn on activation (gradient) checkpointing under either transformers name for it."""
+    # Non-reentrant: the reentrant kind (the default of transformers 4.x) runs a nested
+    # backward per layer, which DistributedDataParallel sees as a parameter made ready twice.
+    kwargs = {"use_reentrant": False}
     if hasattr(base_model, "activation_checkpointing_enable"):
-        base_model.activation_checkpointing_enable()
+        base_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
-        base_model.gradient_checkpointing_enable()
+        base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def cache_kw(base_model, cache) -> dict:
@@ -503,8 +514,11 @@ def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: in
     return ids, new_mask
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over labels != -100; logits (B, T, V), labels (B, T).
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean (or, with reduction="sum", summed) next-token cross-entropy over labels != -100;
+    logits (B, T, V), labels (B, T).
 
     Same arithmetic as transformers' ForCausalLMLoss (float32, labels shifted by padding), so
     with no thoughts the loss equals the base model's to the bit.
@@ -515,5 +529,10 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits.view(-1, logits.shape[-1]),
         shifted.view(-1).to(logits.device),
         ignore_index=IGNORE_INDEX,
-        reduction="mean",
+        reduction=reduction,
     )
+
+
+def n_loss_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """How many positions of labels (B, T) `causal_lm_loss` averages over (a 0-dim tensor)."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()

@@ -1,10 +1,13 @@
-"""`coconutblt hf tokens | train | eval`: the Coconut reproduction path on a local HF model.
+"""`coconutblt hf tokens | train | eval | tiny-base`: the Coconut reproduction path on a local
+HF model.
 
 Why these exist beside the official scripts: those pin an old transformers, need torchrun even
 on one GPU, generate one example at a time without a cache, and report no per-stage accuracy.
 Here one process trains one stage on CPU or one GPU (fresh AdamW per stage, as the official
 `reset_optimizer`), saves a plain `save_pretrained` folder atomically, and evaluates any number
-of checkpoints side by side with batched, cached generation.
+of checkpoints side by side with batched, cached generation. Under `torchrun` the same command
+trains data-parallel with PyTorch's DistributedDataParallel: `--batch-size` is per process, and
+the losses equal those of one process running the global batch.
 
 transformers, tqdm and the data modules are imported inside the functions: registering the
 parser must not import them.
@@ -13,10 +16,14 @@ parser must not import them.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from coconutblt.errors import UserError
@@ -25,9 +32,9 @@ from coconutblt.errors import UserError
 
 
 def add_hf_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `hf` with `tokens`, `train`, `eval`; each sets `func` (args -> exit status)."""
+    """Register `hf` with `tokens`, `train`, `eval`, `tiny-base`; each sets `func`."""
     hf = subparsers.add_parser("hf", help="Coconut on a local Hugging Face causal LM")
-    sub = hf.add_subparsers(dest="hf_command", metavar="{tokens,train,eval}")
+    sub = hf.add_subparsers(dest="hf_command", metavar="{tokens,train,eval,tiny-base}")
     sub.required = True
 
     p = sub.add_parser("tokens", help="add the three Coconut tokens and show what changed")
@@ -55,7 +62,9 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="per process (under torchrun: x processes)"
+    )
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--max-examples", type=int, help="use the first N training examples")
@@ -82,6 +91,19 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=3, help="side-by-side examples to print")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "tiny-base", help="a tiny random GPT-2/Llama + BPE tokenizer folder for smoke runs"
+    )
+    p.add_argument(
+        "--data", required=True, help="reasoning data whose questions and answers train the BPE"
+    )
+    p.add_argument("--arch", default="gpt2", help="gpt2 (default) or llama")
+    p.add_argument("--vocab-size", type=int, default=400, help="BPE vocabulary (default 400)")
+    p.add_argument("--max-texts", type=int, help="train the tokenizer on the first N examples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.set_defaults(func=cmd_tiny_base)
     return hf
 
 
@@ -115,6 +137,21 @@ def cmd_train(args) -> int:
         device=args.device,
         bf16=args.bf16,
         gradient_checkpointing=args.gradient_checkpointing,
+        seed=args.seed,
+    )
+    return 0
+
+
+def cmd_tiny_base(args) -> int:
+    from coconutblt.hf.tiny import build_tiny_base
+
+    _quiet_transformers()
+    build_tiny_base(
+        data=args.data,
+        out=args.out,
+        arch=args.arch,
+        vocab_size=args.vocab_size,
+        max_texts=args.max_texts,
         seed=args.seed,
     )
     return 0
@@ -303,6 +340,96 @@ def _greedy_ids(model, prompt_ids: list[int], n: int) -> list[int]:
 
 # ----- hf train -----------------------------------------------------------------------------
 
+METRICS_FILE = "metrics.jsonl"
+# Ranks other than 0 wait at a barrier while rank 0 validates and saves: allow it an hour.
+_DIST_TIMEOUT = timedelta(hours=1)
+
+
+@dataclass
+class _Ranks:
+    """This process's place under torchrun (rank 0 of 1 without it)."""
+
+    rank: int = 0
+    world: int = 1
+    owned: bool = False  # this call started the process group, so it ends it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _start_ranks(device_name: str):
+    """(device, _Ranks): with WORLD_SIZE > 1 (torchrun), start the process group — gloo on the
+    CPU, nccl on CUDA with one GPU per process picked by LOCAL_RANK."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = _device(device_name)
+    if world <= 1:
+        return dev, _Ranks()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        if device_name not in ("auto", "cuda"):
+            raise UserError(
+                f"under torchrun --device {device_name} puts every process on one GPU; "
+                "pass --device cuda (LOCAL_RANK picks each process's GPU)"
+            )
+        if local >= torch.cuda.device_count():
+            raise UserError(
+                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible; "
+                "lower torchrun's --nproc_per_node"
+            )
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    elif dev.type == "cpu":
+        backend = "gloo"
+    else:
+        raise UserError(
+            f"hf train under torchrun runs on cuda (nccl) or cpu (gloo), not {dev.type}; "
+            "pass --device cuda or --device cpu"
+        )
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group(backend, timeout=_DIST_TIMEOUT)
+    return dev, _Ranks(dist.get_rank(), dist.get_world_size(), owned)
+
+
+def _barrier(ranks: _Ranks, dev) -> None:
+    if ranks.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier(device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def _stop_ranks(ranks: _Ranks, dev, ok: bool) -> None:
+    """End a process group this call started; the barrier (on success only: after an error
+    the other ranks may never arrive) keeps gloo ranks from aborting one another at exit."""
+    import torch.distributed as dist
+
+    if ranks.owned and dist.is_initialized():
+        if ok:
+            _barrier(ranks, dev)
+        dist.destroy_process_group()
+
+
+def _shard(rows: list, rank: int, world: int) -> list:
+    """This rank's contiguous share of one global batch, in order: rank r of a full batch
+    gets rows [r·b, (r+1)·b). A rank left without rows (a last batch smaller than the world)
+    gets a copy of the first row with no loss positions, so it still joins DDP's all-reduce
+    while adding nothing to the gradient."""
+    from coconutblt.hf.batching import Encoded
+    from coconutblt.hf.coconut_lm import IGNORE_INDEX
+
+    per, extra = divmod(len(rows), world)
+    start = rank * per + min(rank, extra)
+    mine = rows[start : start + per + (1 if rank < extra else 0)]
+    if not mine:
+        first = rows[0]
+        mine = [Encoded(first.input_ids, [IGNORE_INDEX] * len(first.labels))]
+    return mine
+
 
 def train_stage(
     *,
@@ -334,14 +461,15 @@ def train_stage(
 
     A fresh AdamW per call is the official `reset_optimizer`: a stage's optimizer state
     describes a different task and only slows the next stage down. The folder is saved after
-    every epoch (atomically), so an interrupted stage keeps its last finished epoch.
+    every epoch (atomically), so an interrupted stage keeps its last finished epoch; it holds
+    `metrics.jsonl`, one line per batch (global loss) and per validation.
+
+    Under torchrun (WORLD_SIZE > 1) each process takes `batch_size` rows of every global batch
+    of batch_size × world rows, in the order one process would; the model is wrapped in
+    DistributedDataParallel, and each micro-batch's loss is the mean over the global batch's
+    label tokens, so losses and gradients equal a single process's at the global batch.
+    Rank 0 alone validates, saves and prints.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from coconutblt.hf.batching import collate, encode_example
-    from coconutblt.hf.coconut_lm import CoconutForCausalLM, enable_checkpointing
-
     if stage < 0:
         raise UserError(f"--stage must be 0 or more, got {stage}")
     for name, value in (
@@ -359,76 +487,197 @@ def train_stage(
     if source is None:
         raise UserError("hf train needs --base-model (stage 0) or --load (a previous stage)")
     cfg = _stage_config(stage, c_thought, max_latent_stage, pad_latent_to_max, uniform_prob)
-    dev = _device(device)
-    torch.manual_seed(seed)
     examples = _load_examples(data, max_examples)
     val_examples = _load_examples(val_data, max_val_examples, "--val-data") if val_data else None
+    dev, ranks = _start_ranks(device)
+    ok = False
+    try:
+        result = _train_loop(
+            source=source,
+            stage=stage,
+            cfg=cfg,
+            examples=examples,
+            val_examples=val_examples,
+            out=out,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            max_new_tokens=max_new_tokens,
+            dev=dev,
+            ranks=ranks,
+            bf16=bf16,
+            gradient_checkpointing=gradient_checkpointing,
+            seed=seed,
+            print_fn=print_fn if ranks.main else (lambda *a, **k: None),
+        )
+        ok = True
+        return result
+    finally:
+        _stop_ranks(ranks, dev, ok)
+
+
+def _train_loop(
+    *,
+    source,
+    stage,
+    cfg,
+    examples,
+    val_examples,
+    out,
+    epochs,
+    lr,
+    weight_decay,
+    batch_size,
+    grad_accum,
+    max_new_tokens,
+    dev,
+    ranks: _Ranks,
+    bf16,
+    gradient_checkpointing,
+    seed,
+    print_fn,
+) -> dict:
+    import torch
+    import torch.distributed as dist
+    from tqdm.auto import tqdm
+
+    from coconutblt.hf.batching import collate, encode_example
+    from coconutblt.hf.coconut_lm import (
+        CoconutForCausalLM,
+        causal_lm_loss,
+        enable_checkpointing,
+        n_loss_tokens,
+    )
+
+    torch.manual_seed(seed)
     model = CoconutForCausalLM.from_pretrained(source, dtype=torch.bfloat16 if bf16 else None)
     model.to(dev)
     if gradient_checkpointing:
         enable_checkpointing(model.base_model)
     tok = model.tokenizer
+    engine = model  # what the training forward calls: the model, or DDP around it
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # One DDP forward holds all n+1 thought passes (the model's own forward): a parameter
+        # used by every pass still gets one accumulated gradient, ready once per backward.
+        engine = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+        torch.manual_seed(seed + ranks.rank)  # distinct dropout masks per rank
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    thoughts = min(stage, max_latent_stage) * c_thought
+    thoughts = min(stage, cfg.max_latent_stage) * cfg.c_thought
+    global_batch = batch_size * ranks.world
+    where = f"on {dev}"
+    if ranks.world > 1:
+        where = f"on {ranks.world} processes ({dev.type}), global batch {global_batch}"
     print_fn(
         f"hf train: stage {stage} ({cfg.mode}, up to {thoughts} thoughts), "
-        f"{len(examples)} examples, from {source}, on {dev}"
+        f"{len(examples)} examples, from {source}, {where}"
     )
     meta = {
         "stage": stage,
-        "c_thought": c_thought,
-        "max_latent_stage": max_latent_stage,
-        "pad_latent_to_max": pad_latent_to_max,
+        "c_thought": cfg.c_thought,
+        "max_latent_stage": cfg.max_latent_stage,
+        "pad_latent_to_max": cfg.pad_latent_to_max,
         "n_thoughts": thoughts if stage > 0 else None,
         "source": str(source),
+        "world_size": ranks.world,
+        "global_batch": global_batch,
     }
 
     def val_prompt(ex):
         prompt, _, n = _stage_texts(ex, stage, cfg, for_eval=True)
         return prompt, n
 
-    losses, val_accuracy, step = [], [], 0
-    n_batches = math.ceil(len(examples) / batch_size)
+    losses, val_accuracy, metrics, step = [], [], [], 0
+    acc_dtype = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
+    n_batches = math.ceil(len(examples) / global_batch)
     for epoch in range(epochs):
+        # Every rank builds the same rows in the same order (same seed); each trains its shard.
         rng = random.Random(seed * 1000 + epoch)
         rows = [encode_example(tok, *_stage_texts(ex, stage, cfg, rng)[:2]) for ex in examples]
         rng.shuffle(rows)
-        model.train()
+        engine.train()
         bar = tqdm(
-            total=n_batches, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", dynamic_ncols=True
+            total=n_batches,
+            desc=f"stage {stage} epoch {epoch + 1}/{epochs}",
+            dynamic_ncols=True,
+            disable=not ranks.main,
         )
         optimizer.zero_grad(set_to_none=True)
         for i in range(n_batches):
-            rows_i = rows[i * batch_size : (i + 1) * batch_size]
-            batch = collate(rows_i, tok.pad_token_id, model.token_ids.latent)
+            rows_i = rows[i * global_batch : (i + 1) * global_batch]
+            mine = _shard(rows_i, ranks.rank, ranks.world) if ranks.world > 1 else rows_i
+            batch = collate(mine, tok.pad_token_id, model.token_ids.latent)
             batch = {k: v.to(dev) for k, v in batch.items()}
-            loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise UserError(
-                    f"training loss became {loss.item()} at stage {stage} epoch {epoch + 1} "
-                    f"batch {i + 1}; lower --lr or drop --bf16"
-                )
-            (loss / grad_accum).backward()
-            if (i + 1) % grad_accum == 0 or i + 1 == n_batches:
+            labels = batch.pop("labels")
+            sync = (i + 1) % grad_accum == 0 or i + 1 == n_batches
+            no_sync = engine.no_sync() if ranks.world > 1 and not sync else nullcontext()
+            with no_sync:
+                logits = engine(**batch).logits  # (B, T, V)
+                ce_sum = causal_lm_loss(logits, labels, reduction="sum")
+                # [summed CE, loss tokens] over the whole global batch
+                parts = (ce_sum.detach(), n_loss_tokens(labels))
+                totals = torch.stack([x.to(acc_dtype) for x in parts])
+                if ranks.world > 1:
+                    dist.all_reduce(totals)
+                n_tokens = max(float(totals[1]), 1.0)
+                loss_value = float(totals[0]) / n_tokens
+                if not math.isfinite(loss_value):
+                    raise UserError(
+                        f"training loss became {loss_value} at stage {stage} epoch {epoch + 1} "
+                        f"batch {i + 1}; lower --lr or drop --bf16"
+                    )
+                # DDP averages gradients over ranks: × world makes the sum of the per-rank
+                # token sums over the global token count, the single-process mean.
+                (ce_sum * (ranks.world / (n_tokens * grad_accum))).backward()
+            if sync:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            losses.append(loss_value)
+            metrics.append(
+                {
+                    "type": "train",
+                    "epoch": epoch + 1,
+                    "batch": i + 1,
+                    "step": step,
+                    "loss": loss_value,
+                    "rows": len(rows_i),
+                    "tokens": int(n_tokens),
+                }
+            )
+            bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
         bar.close()
-        line = f"epoch {epoch + 1}/{epochs}: mean train loss {_mean(losses[-n_batches:]):.4f}"
-        if val_examples is not None:
-            result = evaluate_model(model, val_examples, val_prompt, max_new_tokens, batch_size)
-            val_accuracy.append(result.accuracy)
-            line += (
-                f", validation accuracy {100 * result.accuracy:.2f}% "
-                f"({result.n_correct}/{len(val_examples)})"
-            )
-        print_fn(line)
-        meta.update(epoch=epoch + 1, steps=step)
-        meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
-        model.save_pretrained(out, metadata=meta)
+        if ranks.main:
+            line = f"epoch {epoch + 1}/{epochs}: mean train loss {_mean(losses[-n_batches:]):.4f}"
+            if val_examples is not None:
+                result = evaluate_model(model, val_examples, val_prompt, max_new_tokens, batch_size)
+                val_accuracy.append(result.accuracy)
+                metrics.append(
+                    {
+                        "type": "val",
+                        "epoch": epoch + 1,
+                        "step": step,
+                        "accuracy": result.accuracy,
+                        "n_correct": result.n_correct,
+                        "n": len(val_examples),
+                    }
+                )
+                line += (
+                    f", validation accuracy {100 * result.accuracy:.2f}% "
+                    f"({result.n_correct}/{len(val_examples)})"
+                )
+            print_fn(line)
+            meta.update(epoch=epoch + 1, steps=step)
+            meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
+            log = "".join(json.dumps(r) + "\n" for r in metrics)
+            model.save_pretrained(out, metadata=meta, extra_files={METRICS_FILE: log})
+        _barrier(ranks, dev)  # the others wait for rank 0's validation and save
     print_fn(f"saved {out}")
     return {"losses": losses, "val_accuracy": val_accuracy, "out": Path(out)}
 
