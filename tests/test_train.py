@@ -228,4 +228,8 @@ def test_patch_curriculum_needs_the_entropy_patcher(tmp_path):
     from coconutblt.errors import UserError
 
     with pytest.raises(UserError, match="patch_curriculum_steps=3 needs model.patcher=entropy"):
-        Trainer(text_cfg(tmp_path, "training.patch_curriculum_steps=3"), tmp_path / "run", show_progress=False)
+        Trainer(
+            text_cfg(tmp_path, "training.patch_curriculum_steps=3"),
+            tmp_path / "run",
+            show_progress=False,
+        )

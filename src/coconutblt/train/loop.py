@@ -260,7 +260,11 @@ class Trainer:
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             ids = input_ids.to(self.device)
-            out = self.model(ids, labels=labels.to(self.device), patch_starts_override=self._curriculum_starts(ids))
+            out = self.model(
+                ids,
+                labels=labels.to(self.device),
+                patch_starts_override=self._curriculum_starts(ids),
+            )
         loss = out.loss
         if t.train_estimator and out.estimator_loss is not None:
             loss = loss + t.est_loss_weight * out.estimator_loss
@@ -273,7 +277,9 @@ class Trainer:
             return None
         from coconutblt.train.patch_curriculum import curriculum_patch_starts
 
-        return curriculum_patch_starts(self.model, ids, None, self.state.step, steps, seed=self.cfg.training.seed)
+        return curriculum_patch_starts(
+            self.model, ids, None, self.state.step, steps, seed=self.cfg.training.seed
+        )
 
     def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """One optimizer step over micro-batches; returns the loss averaged over ranks."""
