@@ -233,3 +233,34 @@ def test_patch_curriculum_needs_the_entropy_patcher(tmp_path):
             tmp_path / "run",
             show_progress=False,
         )
+
+
+def test_overrides_after_options_and_long_examples_left_out(tmp_path, capsys):
+    """`train CFG --out DIR key=value` works, and examples (train and validation) longer than the
+    context at any stage are left out instead of crashing a batch or validation."""
+    import json as _json
+
+    data = tmp_path / "d.jsonl"
+    short = {"question": "a=b;a>?", "steps": ["a=b"], "answer": "b"}
+    long = {"question": "x" * 300, "steps": ["y" * 10], "answer": "z"}
+    data.write_text(
+        "\n".join(_json.dumps(r) for r in [short] * 10 + [long] * 5 + [short] * 10) + "\n"
+    )
+    argv = [
+        "train",
+        "configs/tiny.yaml",
+        *TINY_MODEL,
+        f"data.train=['{data}']",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+        "data.seq_len=64",
+        "data.max_val_examples=4",
+        "training.batch_size=4",
+        "curriculum.num_epochs=1",
+        "training.eval_max_new_tokens=4",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "left out" in out
+    assert main([*argv[:-1], "training.bogus=1"]) == 2

@@ -39,6 +39,17 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"model: {n / 1e6:.2f}M parameters, patcher {cfg.model.patcher}, {where}; run folder {args.out}"
             )
+            data = getattr(trainer, "data", None)
+            if data is not None:
+                limit = min(cfg.data.seq_len or cfg.model.max_seq_len, cfg.model.max_seq_len)
+                print(
+                    f"data: {len(data.train)} training / {len(data.val)} validation examples"
+                    + (
+                        f" ({data.dropped} longer than {limit} bytes left out)"
+                        if data.dropped
+                        else ""
+                    )
+                )
         summary = trainer.fit()
     finally:
         trainer.close()

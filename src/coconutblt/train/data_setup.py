@@ -59,14 +59,29 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     if d.max_val_examples:
         val = val[: d.max_val_examples]
     limit = min(cfg.model.max_seq_len, d.seq_len) if d.seq_len else cfg.model.max_seq_len
-    longest = StageConfig(mode="cot")
-    kept = [ex for ex in train if len(format_example(ex, 0, longest).input_ids) <= limit]
+    c = cfg.curriculum
+    stages = StageConfig(
+        c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob
+    )
+
+    def longest(
+        ex,
+    ) -> int:  # over every stage the run can format it at (thoughts may outgrow steps)
+        return max(
+            len(format_example(ex, k, stages).input_ids) for k in range(c.max_latent_stage + 2)
+        )
+
+    kept = [ex for ex in train if longest(ex) <= limit]
     if not kept:
         raise UserError(
             f"every training example is longer than {limit} bytes; raise data.seq_len / model.max_seq_len"
         )
+    val = [ex for ex in val if longest(ex) <= limit]  # generation needs the prompt in context
     if not val:
-        raise UserError("no validation examples; give data.val files or more training examples")
+        raise UserError(
+            f"no validation examples of at most {limit} bytes; give data.val files or raise "
+            "data.seq_len / model.max_seq_len"
+        )
     return ReasoningData(kept, val, len(train) - len(kept))
 
 
