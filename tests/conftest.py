@@ -14,6 +14,19 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 torch.set_num_threads(2)
 
 
+# the same tiny model as `train` overrides, for trainer and torchrun tests
+TINY_RUN_MODEL = [
+    "model.d_model=32",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.d_local=32",
+    "model.local_heads=2",
+    "model.max_seq_len=256",
+    "model.patch_size=4",
+    "model.max_patch_size=4",
+]
+
+
 def tiny_config(**overrides) -> ModelConfig:
     """A model small enough that a forward over a few hundred bytes takes milliseconds."""
     base = dict(

@@ -10,19 +10,9 @@ import torch
 
 from coconutblt.train.checkpoint import read_checkpoint
 from coconutblt.train.metrics import read_metrics
+from tests.conftest import TINY_RUN_MODEL as MODEL
 
 pytestmark = pytest.mark.distributed
-
-MODEL = [
-    "model.d_model=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.d_local=32",
-    "model.local_heads=2",
-    "model.max_seq_len=256",
-    "model.patch_size=4",
-    "model.max_patch_size=4",
-]
 
 
 def run_args(corpus, global_batch: int, world: int, *extra: str) -> list[str]:

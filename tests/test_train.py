@@ -12,17 +12,7 @@ from coconutblt.train.checkpoint import read_checkpoint
 from coconutblt.train.config import load_run_config
 from coconutblt.train.loop import Trainer
 from coconutblt.train.metrics import read_metrics
-
-TINY_MODEL = [
-    "model.d_model=32",
-    "model.n_layers=2",
-    "model.n_heads=2",
-    "model.d_local=32",
-    "model.local_heads=2",
-    "model.max_seq_len=256",
-    "model.patch_size=4",
-    "model.max_patch_size=4",
-]
+from tests.conftest import TINY_RUN_MODEL as TINY_MODEL
 
 
 def text_cfg(tmp_path, *extra):
