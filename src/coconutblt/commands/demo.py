@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     from coconutblt.inference.evaluate import evaluate_examples
     from coconutblt.train.checkpoint import load_model, read_checkpoint
-    from coconutblt.train.config import run_config_from_dict
-    from coconutblt.train.loop import stage_config
+    from coconutblt.train.config import run_config_from_dict, stage_config
 
     test_examples = load_examples(data_dir / "test.jsonl")
     results = []

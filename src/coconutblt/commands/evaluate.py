@@ -28,8 +28,7 @@ def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.N
     """Load a trainer checkpoint and evaluate it the way it was trained (mode, c_thought, stage)."""
     from coconutblt.inference.evaluate import evaluate_examples
     from coconutblt.train.checkpoint import load_model, read_checkpoint
-    from coconutblt.train.config import run_config_from_dict
-    from coconutblt.train.loop import stage_config
+    from coconutblt.train.config import run_config_from_dict, stage_config
 
     ckpt = read_checkpoint(path)
     model = load_model(path, args.device)

@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
             )
             data = getattr(trainer, "data", None)
             if data is not None:
-                limit = min(cfg.data.seq_len or cfg.model.max_seq_len, cfg.model.max_seq_len)
+                from coconutblt.train.config import context_limit
+
+                limit = context_limit(cfg)
                 print(
                     f"data: {len(data.train)} training / {len(data.val)} validation examples"
                     + (

@@ -39,9 +39,13 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         raise
 
 
-def model_checkpoint(model, kind: str = "hybrid", extra: dict | None = None) -> dict:
-    """The part of a checkpoint that `load_model` needs."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def model_checkpoint(
+    model, kind: str = "hybrid", extra: dict | None = None, state: dict | None = None
+) -> dict:
+    """The part of a checkpoint that `load_model` needs. `state`: an already gathered state dict
+    (an FSDP-sharded model's own `state_dict()` holds shards)."""
+    if state is None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     out = {
         "format": FORMAT,
         "version": VERSION,

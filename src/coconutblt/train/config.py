@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coconutblt.config_tree import merge_into, parse_overrides, read_yaml, to_dict
+from coconutblt.data.stages import StageConfig
 from coconutblt.model.config import ModelConfig
 
 
@@ -88,6 +89,19 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+
+def stage_config(cfg: RunConfig) -> StageConfig:
+    """How the run formats an example at each stage (the `curriculum:` section)."""
+    c = cfg.curriculum
+    return StageConfig(c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob)
+
+
+def context_limit(cfg: RunConfig) -> int:
+    """Longest training or validation example in bytes: `data.seq_len` within `model.max_seq_len`."""
+    return (
+        min(cfg.model.max_seq_len, cfg.data.seq_len) if cfg.data.seq_len else cfg.model.max_seq_len
+    )
 
 
 def load_run_config(path: str | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -8,10 +8,10 @@ import torch
 
 from coconutblt.data.corpora import read_corpus, split_corpus
 from coconutblt.data.reasoning import Example, exclude_questions, load_examples
-from coconutblt.data.stages import StageConfig, format_example
+from coconutblt.data.stages import format_example
 from coconutblt.data.synth import synthesize
 from coconutblt.errors import UserError
-from coconutblt.train.config import RunConfig
+from coconutblt.train.config import RunConfig, context_limit, stage_config
 
 
 @dataclass
@@ -58,18 +58,14 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
         train = train[: d.max_examples]
     if d.max_val_examples:
         val = val[: d.max_val_examples]
-    limit = min(cfg.model.max_seq_len, d.seq_len) if d.seq_len else cfg.model.max_seq_len
-    c = cfg.curriculum
-    stages = StageConfig(
-        c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob
-    )
+    limit = context_limit(cfg)
+    stages = stage_config(cfg)
 
     def longest(
         ex,
     ) -> int:  # over every stage the run can format it at (thoughts may outgrow steps)
-        return max(
-            len(format_example(ex, k, stages).input_ids) for k in range(c.max_latent_stage + 2)
-        )
+        n_stages = cfg.curriculum.max_latent_stage + 2
+        return max(len(format_example(ex, k, stages).input_ids) for k in range(n_stages))
 
     kept = [ex for ex in train if longest(ex) <= limit]
     if not kept:

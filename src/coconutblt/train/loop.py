@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from coconutblt.data.stages import StageConfig, scheduled_stage
+from coconutblt.data.stages import scheduled_stage
 from coconutblt.errors import UserError
 from coconutblt.model import HybridTransformer
 from coconutblt.train.batches import ReasoningBatches
-from coconutblt.train.checkpoint import read_checkpoint, save_atomic
-from coconutblt.train.config import RunConfig, run_config_from_dict
+from coconutblt.train.checkpoint import model_checkpoint, read_checkpoint, save_atomic
+from coconutblt.train.config import RunConfig, run_config_from_dict, stage_config
 from coconutblt.train.data_setup import load_reasoning, load_text
 from coconutblt.train.distributed import (
     DistContext,
@@ -59,11 +59,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"training.device={name} but no CUDA device is visible; use device=cpu")
     return torch.device(name)
-
-
-def stage_config(cfg: RunConfig) -> StageConfig:
-    c = cfg.curriculum
-    return StageConfig(c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob)
 
 
 def stage_at(cfg: RunConfig, epoch: int) -> int:
@@ -178,17 +173,21 @@ class Trainer:
                 ) from None
         return model
 
-    def _build_model(self, bf16: bool, resume_ckpt: dict | None) -> torch.nn.Module:
+    def _prepare_blocks(self, model: HybridTransformer) -> None:
+        """Activation checkpointing and `torch.compile` per latent block, as configured."""
         t = self.cfg.training
+        if t.activation_checkpointing:
+            apply_activation_checkpointing(model)
+        if t.compile:
+            for block in model.latent.blocks:
+                block.compile()
+
+    def _build_model(self, bf16: bool, resume_ckpt: dict | None) -> torch.nn.Module:
         if not self.ctx.enabled:
             model = self._initial_model()
             if resume_ckpt is not None:
                 model.load_state_dict(resume_ckpt["model"])
-            if t.activation_checkpointing:
-                apply_activation_checkpointing(model)
-            if t.compile:
-                for block in model.latent.blocks:
-                    block.compile()
+            self._prepare_blocks(model)
             return model.to(self.device)
         # rank 0 holds the real weights on the CPU; the other ranks never allocate the full model
         state = None
@@ -200,11 +199,7 @@ class Trainer:
             )
         with torch.device("meta"):
             model = HybridTransformer(self.cfg.model)
-        if t.activation_checkpointing:
-            apply_activation_checkpointing(model)
-        if t.compile:
-            for block in model.latent.blocks:
-                block.compile()
+        self._prepare_blocks(model)
         apply_fsdp(model, bf16)
         model.to_empty(device=self.device)
         load_full_model_state(model, state, self.ctx)
@@ -228,24 +223,20 @@ class Trainer:
         )
         if not self.ctx.is_main:
             return path
-        ckpt = {
-            "format": "coconutblt",
-            "version": 1,
-            "kind": "hybrid",
-            "model_config": self.cfg.model.to_dict(),
-            "model": model_state,
+        extra = {
             "run_config": self.cfg.to_dict(),
             "stage": max(self.state.stage, 0),
             "step": self.state.step,
             "world_size": self.ctx.world_size,  # training.batch_size is per process
         }
         if with_train_state:
-            ckpt["train_state"] = {
+            extra["train_state"] = {
                 "state": vars(self.state).copy(),
                 "optimizer": optim_state,
                 "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate(),
             }
+        ckpt = model_checkpoint(self.model, extra=extra, state=model_state)
         save_atomic(ckpt, path)
         return path
 
