@@ -254,3 +254,19 @@ def test_overrides_after_options_and_long_examples_left_out(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "left out" in out
     assert main([*argv[:-1], "training.bogus=1"]) == 2
+
+
+def test_uniform_stage_mixing_trains_mixed_thought_counts(tmp_path):
+    """`curriculum.uniform_prob` (the paper's analysis runs): batches mix stages, and the run
+    (including the too-long-example check, which formats every stage) completes."""
+    from coconutblt.data.vocab import LATENT_ID
+
+    trainer = Trainer(
+        reasoning_cfg("curriculum.uniform_prob=1.0"), tmp_path / "run", show_progress=False
+    )
+    batch = trainer.batches.batch(epoch=1, index=0, stage=1)
+    thoughts = (batch["input_ids"] == LATENT_ID).sum(1)  # (B,)
+    assert len(set(thoughts.tolist())) > 1  # stages 0..2 drawn per example, c_thought=2
+    trainer.fit()
+    evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["type"] == "eval"]
+    assert [r["stage"] for r in evals] == [0, 1, 2]

@@ -76,6 +76,7 @@ class CurriculumConfig:
     pad_latent_to_max: bool = False
     uniform_prob: float = 0.0
     reset_optimizer: bool = True
+    markers: bool | None = None  # None: the mode's default (coconut/pause/no_curriculum: yes)
     init_from: str = ""  # checkpoint to start from (e.g. a CoT run for stage >= 1)
     start_stage: int = 0  # curriculum modes: stage of the first epoch (1 after a CoT init)
 
@@ -94,7 +95,9 @@ class RunConfig:
 def stage_config(cfg: RunConfig) -> StageConfig:
     """How the run formats an example at each stage (the `curriculum:` section)."""
     c = cfg.curriculum
-    return StageConfig(c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob)
+    return StageConfig(
+        c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob, c.markers
+    )
 
 
 def context_limit(cfg: RunConfig) -> int:

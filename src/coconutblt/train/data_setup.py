@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -59,11 +59,10 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     if d.max_val_examples:
         val = val[: d.max_val_examples]
     limit = context_limit(cfg)
-    stages = stage_config(cfg)
+    # uniform mixing only draws stages 0..len(steps), which the loop below covers already
+    stages = replace(stage_config(cfg), uniform_prob=0.0)
 
-    def longest(
-        ex,
-    ) -> int:  # over every stage the run can format it at (thoughts may outgrow steps)
+    def longest(ex) -> int:  # over every stage the run can format it at (thoughts may outgrow steps)
         n_stages = cfg.curriculum.max_latent_stage + 2
         return max(len(format_example(ex, k, stages).input_ids) for k in range(n_stages))
 
