@@ -42,6 +42,7 @@ CONFIGS = {
         patcher="space", latent_module_every=1, use_byte_patch_attention=True
     ),
     "local-window": dict(local_window=4, encoder_layers=2, decoder_layers=2),
+    "thought-head": dict(thought_head=True),
 }
 
 
@@ -61,6 +62,8 @@ def build(name: str) -> HybridTransformer:
     model = HybridTransformer(tiny_config(init_std=0.2, **CONFIGS[name])).eval()
     for m in model.latent.latent_modules:
         torch.nn.init.constant_(m.gate, 0.5)
+    if model.thought_head is not None:  # not the identity it starts as
+        torch.nn.init.normal_(model.thought_head.weight, std=0.3)
     if model.config.patcher == "entropy":
         with torch.no_grad():
             calibrate(model)

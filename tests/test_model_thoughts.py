@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ def slow_run_latent(model, x, is_thought, detach=False, fed_log=None):
             if fed_log is not None:
                 h.retain_grad()
                 fed_log.append(h)
-            inputs[p] = h.detach() if detach else h
+            inputs[p] = model.thought_input(h.detach() if detach else h)
         full = torch.stack(inputs, dim=1)
         rows.append(model.latent(full, torch.arange(P)[None]))
     return torch.cat(rows, dim=0)
@@ -55,6 +57,7 @@ CONFIGS = {
         use_byte_patch_attention=True,
         entropy_patcher=dict(estimator="learned", threshold=5.0),
     ),
+    "fixed-thought-head": dict(patcher="fixed", thought_head=True),
 }
 
 
@@ -63,6 +66,8 @@ def build(name):
     model = HybridTransformer(tiny_config(**CONFIGS[name]))
     for m in model.latent.latent_modules:
         torch.nn.init.constant_(m.gate, 0.5)
+    if model.thought_head is not None:  # not the identity it starts as
+        torch.nn.init.normal_(model.thought_head.weight, std=0.3)
     return model
 
 
@@ -146,3 +151,69 @@ def test_thought_input_is_the_previous_final_state(monkeypatch):
     assert seen_inputs[1].shape[1] == 1  # the first thought alone
     torch.testing.assert_close(seen_inputs[1][:, 0], seen_outputs[0][:, -1], rtol=0, atol=0)
     torch.testing.assert_close(seen_inputs[2][:, 0], seen_outputs[1][:, -1], rtol=0, atol=0)
+
+
+def test_thought_head_is_used_and_starts_as_the_paper_mechanism():
+    """With `thought_head` a thought's input is head(previous state); at its identity init the
+    model computes exactly what the plain mechanism (the state itself) computes."""
+    from coconutblt.model.config import replace
+
+    model = build("fixed-thought-head").eval()
+    plain = HybridTransformer(replace(model.config, thought_head=False)).eval()
+    shared = {k: v for k, v in model.state_dict().items() if not k.startswith("thought_head.")}
+    plain.load_state_dict(shared)
+    ids = pad_batch(BATCH)
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-4)
+        torch.nn.init.eye_(model.thought_head.weight)
+        torch.nn.init.zeros_(model.thought_head.bias)
+        torch.testing.assert_close(model(ids).logits, plain(ids).logits, rtol=0, atol=0)
+
+
+def _patches_and_states(model, ids):
+    """The patch vectors, the latent outputs and the layout of one forward."""
+    B, T = ids.shape
+    h = model.encoder.byte_states(ids, torch.arange(T).expand(B, T))
+    layout = model_layout(model, ids, h)
+    patches = model.encoder.pool(h, layout)
+    from coconutblt.model.patching import thought_patches
+
+    return patches, model.run_latent(patches, thought_patches(ids, layout)), layout
+
+
+def model_layout(model, ids, h):
+    from coconutblt.model.patching import layout_from_starts
+
+    return layout_from_starts(model.boundaries(ids, model.entropies(ids, h)[0]))
+
+
+def test_next_patch_loss_rewards_pointing_at_the_next_patch_and_skips_thoughts():
+    """Outputs equal to the next patch vectors score far below chance (log N), random ones do not; a thought
+    patch's vector is never a target; the targets are detached (the loss moves the outputs
+    towards the patches, never the patches towards the outputs)."""
+    torch.manual_seed(0)
+    model = HybridTransformer(tiny_config(next_patch_loss_weight=1.0))
+    ids = pad_batch(BATCH[:2])
+    patches, states, layout = _patches_and_states(model, ids)
+    ideal = torch.cat([patches[:, 1:], patches[:, :1]], dim=1)  # output i = patch i+1
+    good = model.next_patch_loss(ideal, patches, layout, ids)
+    bad = model.next_patch_loss(torch.randn_like(states), patches, layout, ids)
+    from coconutblt.model.patching import thought_patches
+
+    is_thought = thought_patches(ids, layout)
+    n_targets = int(((layout.lengths[:, 1:] > 0) & ~is_thought[:, 1:]).sum())
+    assert good + 1.0 < math.log(n_targets) < bad + 1.0
+    assert bool(is_thought.any())
+    moved = patches.clone()
+    moved[is_thought] += 5.0  # a thought's (never used) pooled vector is not a target
+    assert torch.equal(
+        model.next_patch_loss(ideal, moved, layout, ids),
+        model.next_patch_loss(ideal, patches, layout, ids),
+    )
+    out = model(ids, labels_for(ids))
+    assert out.next_patch_loss is not None and torch.isfinite(out.next_patch_loss)
+    target = patches.detach().requires_grad_()
+    state = ideal.detach().requires_grad_()
+    model.next_patch_loss(state, target, layout, ids).backward()
+    assert target.grad is None and state.grad.abs().sum() > 0  # the targets are detached
+    assert HybridTransformer(tiny_config())(ids, labels_for(ids)).next_patch_loss is None

@@ -274,7 +274,8 @@ class DecodeState:
                 continue
             chunk = x[:, start:stop]
             if start in cuts:
-                chunk = torch.cat([outs[-1][:, -1:], chunk[:, 1:]], dim=1)
+                fed = self.model.thought_input(outs[-1][:, -1:])  # (1, 1, D)
+                chunk = torch.cat([fed, chunk[:, 1:]], dim=1)
             outs.append(self._latent([b], chunk))
             start = stop
         return torch.cat(outs, dim=1)
@@ -321,7 +322,10 @@ class DecodeState:
         x = self.model.encoder.pool(h, layout)  # (r, 1, D)
         done = torch.tensor(self.latent.lengths, device=self.device)[sel]  # closed patches so far
         feed = (self.open_thought[sel] & (done > 0))[:, None, None]
-        x = torch.where(feed, self.last_out[sel][:, None], x)  # a thought reads the last output
+        fed = self.model.thought_input(self.last_out[sel])[
+            :, None
+        ]  # a thought reads the last output
+        x = torch.where(feed, fed, x)
         self.last_out[sel] = self._latent(rows, x)[:, 0]
         self.open_len[sel] = 0
 

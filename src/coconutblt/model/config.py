@@ -56,6 +56,12 @@ class ModelConfig:
     latent_module_every: int = 0
     c_thought: int = 2
     latent_module_dim: int = 0  # 0 = d_model // 4
+    # continuous thoughts: a learned linear map (initialised to the identity) from a final latent
+    # state to the next thought's input, and the weight of an auxiliary loss that makes that map
+    # point at the next patch's vector, so a fed-back state reads like a written patch (0 = off)
+    thought_head: bool = False
+    next_patch_loss_weight: float = 0.0
+    next_patch_temperature: float = 0.1
     # local encoder / decoder (over bytes)
     d_local: int = 128
     local_heads: int = 4

@@ -40,6 +40,7 @@ class HybridOutput:
     estimator_loss: torch.Tensor | None
     layout: PatchLayout
     entropies: torch.Tensor | None
+    next_patch_loss: torch.Tensor | None = None
 
 
 class HybridTransformer(nn.Module):
@@ -55,6 +56,7 @@ class HybridTransformer(nn.Module):
         self.decoder = LocalDecoder(cfg)
         self.lm_head = nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
         self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
+        self.thought_head = nn.Linear(cfg.d_model, cfg.d_model) if cfg.thought_head else None
         self.estimator = None
         self.entropy_model = None
         if cfg.patcher == "entropy":
@@ -74,6 +76,9 @@ class HybridTransformer(nn.Module):
         """Initialise every parameter (also after building on the `meta` device + `to_empty`)."""
         init_weights(self, self.config.init_std)
         nn.init.normal_(self.bos_latent, std=self.config.init_std)
+        if self.thought_head is not None:  # starts as the paper's mechanism: the state itself
+            nn.init.eye_(self.thought_head.weight)
+            nn.init.zeros_(self.thought_head.bias)
         for m in self.modules():
             if isinstance(m, ContinuousLatentModule):
                 nn.init.normal_(m.bank, std=1.0)
@@ -150,7 +155,41 @@ class HybridTransformer(nn.Module):
             est_loss = F.cross_entropy(
                 est_logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
             )
-        return HybridOutput(logits, loss, est_loss, layout, ent)
+        next_patch_loss = None
+        if labels is not None and cfg.next_patch_loss_weight > 0:
+            next_patch_loss = self.next_patch_loss(latent_out, patches, layout, input_ids)
+        return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss)
+
+    def next_patch_loss(
+        self,
+        latent_out: torch.Tensor,
+        patches: torch.Tensor,
+        layout: PatchLayout,
+        input_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """InfoNCE: latent_out[:, i] must pick the (detached) vector of patch i+1 out of all the
+        batch's patch vectors by cosine similarity.
+
+        A continuous thought is fed the previous final state as if it were a patch vector. In a
+        tied-embedding LM the final state already resembles the next token's embedding; in the
+        hybrid model the input space (pooled bytes) and the output space (decoder context) are
+        unrelated, and the model must learn to read a fed-back state from scratch at every
+        stage. With this loss the output also points at the next patch's vector, so a thought
+        reads roughly like the step it replaces. Thought and padding patches are not targets;
+        identical patch vectors all count as the right answer.
+        """
+        target = patches[:, 1:].detach()  # (B, P-1, D)
+        real = (layout.lengths[:, 1:] > 0) & ~thought_patches(input_ids, layout)[:, 1:]
+        if not bool(real.any()):
+            return latent_out.sum() * 0.0
+        q = F.normalize(self.thought_input(latent_out[:, :-1][real]).float(), dim=-1)  # (N, D)
+        k = F.normalize(target[real].float(), dim=-1)  # (N, D)
+        logits = q @ k.T / self.config.next_patch_temperature  # (N, N)
+        same = (k @ k.T) > 0.9999  # (N, N) copies of one vector
+        first = same.float().argmax(1)  # (N,) the first copy is the label
+        n = torch.arange(len(k), device=k.device)
+        logits = logits.masked_fill(same & (n[None] != first[:, None]), float("-inf"))
+        return F.cross_entropy(logits, first)
 
     def previous_patch_context(self, latent_out: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
         """(B, P, D) patch states -> (B, T, D): for each byte, the state of the patch before its own."""
@@ -161,6 +200,10 @@ class HybridTransformer(nn.Module):
         return shifted.gather(1, layout.patch_id.unsqueeze(-1).expand(-1, -1, D))
 
     # ------------------------------------------------------------------ continuous thoughts
+    def thought_input(self, state: torch.Tensor) -> torch.Tensor:
+        """(..., D) final latent state -> (..., D) input vector of a following `<|latent|>`."""
+        return state if self.thought_head is None else self.thought_head(state)
+
     def run_latent(self, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
         """x (B, P, D) patch vectors; is_thought (B, P) -> (B, P, D) final latent states.
 
@@ -196,7 +239,8 @@ class HybridTransformer(nn.Module):
                 continue
             chunk = xa[:, start:stop]
             if start in thought_cols and start > 0:
-                fed = torch.where(thought_a[:, start, None], outs[-1][:, -1], chunk[:, 0])  # (B, D)
+                last = self.thought_input(outs[-1][:, -1])  # (B, D)
+                fed = torch.where(thought_a[:, start, None], last, chunk[:, 0])  # (B, D)
                 chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)
             mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
             outs.append(self.latent(chunk, pos_a[:, start:stop], mask, caches))
