@@ -171,8 +171,8 @@ def test_non_finite_loss_is_one_line_and_keeps_checkpoint(tmp_path, capsys):
 
     def poisoned(ids, labels):
         calls["n"] += 1
-        loss = real(ids, labels)
-        return loss * float("nan") if calls["n"] == 3 else loss
+        objective, loss = real(ids, labels)
+        return (objective * float("nan"), loss) if calls["n"] == 3 else (objective, loss)
 
     trainer._micro_loss = poisoned
     from coconutblt.errors import UserError
@@ -270,3 +270,15 @@ def test_uniform_stage_mixing_trains_mixed_thought_counts(tmp_path):
     trainer.fit()
     evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["type"] == "eval"]
     assert [r["stage"] for r in evals] == [0, 1, 2]
+
+
+def test_run_folder_holds_the_resolved_config_that_reruns_it(tmp_path):
+    """`DIR/config.yaml` is the whole resolved config: loading it gives the same run config,
+    and training from it (plus an override) reproduces the run's losses."""
+    cfg = text_cfg(tmp_path, "training.steps=3")
+    Trainer(cfg, tmp_path / "a", show_progress=False).fit()
+    saved = tmp_path / "a" / "config.yaml"
+    assert load_run_config(str(saved)).to_dict() == cfg.to_dict()
+    argv = ["train", str(saved), "--out", str(tmp_path / "b"), "--no-progress"]
+    assert main([*argv, "training.log_every=1"]) == 0
+    assert train_losses(tmp_path / "a") == train_losses(tmp_path / "b")

@@ -117,6 +117,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def write_yaml(data: dict[str, Any], path: str | Path) -> Path:
+    """Write `data` as block-style YAML in key order (readable back by `read_yaml`)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    return path
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`["a.b=3", "c=x"]` -> `{"a": {"b": 3}, "c": "x"}`, values parsed as YAML scalars."""
     tree: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from coconutblt.config_tree import write_yaml
 from coconutblt.data.stages import scheduled_stage
 from coconutblt.errors import UserError
 from coconutblt.model import HybridTransformer
@@ -127,6 +128,8 @@ class Trainer:
         self.log = None
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            # the resolved config: `coconutblt train DIR/config.yaml key=value` reruns a variant
+            write_yaml(self.cfg.to_dict(), self.out / "config.yaml")
             self.log = MetricsLog(
                 self.out / "metrics.jsonl", resume_step=self.state.step if resume else None
             )
@@ -245,7 +248,11 @@ class Trainer:
         shutdown(self.ctx)
 
     # ------------------------------------------------------------------ one step
-    def _micro_loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _micro_loss(
+        self, input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective to minimise, next-byte loss): the objective adds the auxiliary losses; the
+        next-byte loss alone is what the logs, the progress bar and bits-per-byte report."""
         t = self.cfg.training
         with torch.autocast(
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
@@ -256,10 +263,12 @@ class Trainer:
                 labels=labels.to(self.device),
                 patch_starts_override=self._curriculum_starts(ids),
             )
-        loss = out.loss
+        objective = out.loss
         if t.train_estimator and out.estimator_loss is not None:
-            loss = loss + t.est_loss_weight * out.estimator_loss
-        return loss
+            objective = objective + t.est_loss_weight * out.estimator_loss
+        if out.next_patch_loss is not None:
+            objective = objective + self.cfg.model.next_patch_loss_weight * out.next_patch_loss
+        return objective, out.loss.detach()
 
     def _curriculum_starts(self, ids: torch.Tensor) -> torch.Tensor | None:
         """Patch boundaries of the patch-size curriculum at this step (None: the model's own)."""
@@ -273,18 +282,19 @@ class Trainer:
         )
 
     def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """One optimizer step over micro-batches; returns the loss averaged over ranks."""
+        """One optimizer step over micro-batches; returns the next-byte loss averaged over ranks."""
         t = self.cfg.training
         set_lr(self.optimizer, lr_at(self.state.step, self.total_steps, t))
-        total = 0.0
+        total, total_objective = 0.0, 0.0
         for i, (input_ids, labels) in enumerate(micro_batches):
             if self.ctx.enabled:  # reduce gradients once, after the last micro-batch
                 self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
-            loss = self._micro_loss(input_ids, labels) / len(micro_batches)
-            loss.backward()
-            total += loss.item()
+            objective, loss = self._micro_loss(input_ids, labels)
+            (objective / len(micro_batches)).backward()
+            total += loss.item() / len(micro_batches)
+            total_objective += objective.item() / len(micro_batches)
         total = all_mean(total, self.ctx)
-        if not math.isfinite(total):
+        if not (math.isfinite(total) and math.isfinite(total_objective)):
             raise UserError(
                 f"non-finite loss at step {self.state.step}; lower training.lr or raise training.warmup_steps "
                 f"(the last good checkpoint is {self.out / 'last.pt'})"
