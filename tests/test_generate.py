@@ -169,7 +169,7 @@ def test_context_limit():
     limit = model.config.max_seq_len
     with pytest.raises(UserError, match="max_seq_len"):
         generate(model, "x" * (limit + 1), 4)
-    with pytest.raises(UserError, match="thought markers"):
+    with pytest.raises(UserError, match="with 4 thought ids"):
         generate(model, "x" * (limit - 2), 4, thoughts=2)
     with pytest.raises(UserError, match="empty"):
         generate(model, "", 4)
@@ -216,3 +216,18 @@ def test_cli_generate_user_errors(ckpt, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "max_seq_len=512" in err
     assert main(["generate", "--ckpt", str(ckpt), "--prompt", "x", "--top-p", "0"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_generate_thoughts_follow_the_checkpoints_markers(tmp_path, capsys):
+    """A run trained with `curriculum.markers=false` gets bare thoughts unless --markers."""
+    from coconutblt.train.config import load_run_config
+
+    ckpt = model_checkpoint(build("space"))
+    ckpt["run_config"] = load_run_config(None, ["curriculum.markers=false"]).to_dict()
+    path = tmp_path / "bare.pt"
+    save_atomic(ckpt, path)
+    args = ["generate", "--ckpt", str(path), "--prompt", "Q", "--max-new-tokens", "2"]
+    assert main([*args, "--thoughts", "2"]) == 0
+    assert capsys.readouterr().out.startswith("Q<|latent|><|latent|>")
+    assert main([*args, "--thoughts", "2", "--markers"]) == 0
+    assert capsys.readouterr().out.startswith("Q<|start-latent|><|latent|><|latent|><|end-latent|>")

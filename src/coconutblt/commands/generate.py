@@ -25,6 +25,13 @@ def register(sub) -> None:
     p.add_argument(
         "--thoughts", type=int, default=0, help="append N continuous thoughts to the prompt"
     )
+    p.add_argument(
+        "--markers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="put <|start-latent|>/<|end-latent|> around the thoughts (default: as the checkpoint "
+        "was trained, curriculum.markers)",
+    )
     p.add_argument("--bos", action="store_true", help="start the prompt with <|bos|>")
     p.add_argument(
         "--no-cache",
@@ -55,6 +62,18 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def trained_with_markers(ckpt_path: str) -> bool:
+    """Whether the checkpoint's run put markers around its thoughts (True when it has no run
+    config, e.g. a checkpoint written by a script)."""
+    from coconutblt.train.checkpoint import read_checkpoint
+    from coconutblt.train.config import run_config_from_dict, stage_config
+
+    run_config = read_checkpoint(ckpt_path).get("run_config")
+    if not run_config:
+        return True
+    return stage_config(run_config_from_dict(run_config, source=ckpt_path)).uses_markers
+
+
 def run(args: argparse.Namespace) -> int:
     from coconutblt.data.vocab import BOS_ID, decode_text
     from coconutblt.inference.generate import generate, parse_prompt
@@ -72,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     model = load_model(args.ckpt, device)
+    markers = args.markers if args.markers is not None else trained_with_markers(args.ckpt)
     prompt = ([BOS_ID] if args.bos else []) + parse_prompt(args.prompt)
     out = generate(
         model,
@@ -83,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         thoughts=args.thoughts,
         use_cache=not args.no_cache,
+        markers=markers,
     )
     print(decode_text(out.prompts[0]) + decode_text(out.tokens[0]))
     mode = "recomputed" if args.no_cache else "cached"

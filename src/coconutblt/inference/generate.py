@@ -72,9 +72,10 @@ class Generation:
         return steps / max(self.decode_s, 1e-9)
 
 
-def thought_ids(n: int) -> list[int]:
-    """`<|start-latent|>`, n × `<|latent|>`, `<|end-latent|>`."""
-    return [START_LATENT_ID, *[LATENT_ID] * n, END_LATENT_ID]
+def thought_ids(n: int, markers: bool = True) -> list[int]:
+    """`<|start-latent|>`, n × `<|latent|>`, `<|end-latent|>` (only the thoughts without markers)."""
+    thoughts = [LATENT_ID] * n
+    return [START_LATENT_ID, *thoughts, END_LATENT_ID] if markers else thoughts
 
 
 def parse_prompt(text: str) -> list[int]:
@@ -172,23 +173,27 @@ def generate(
     use_cache: bool = True,
     return_logits: bool = False,
     suppress_ids: Sequence[int] = (),
+    markers: bool = True,
 ) -> Generation:
     """Continue each prompt (text, bytes or ids; one or a list) by up to `max_new_tokens` ids.
 
     Greedy when `temperature` <= 0; otherwise sampling with `top_k` / `top_p` from a generator
     seeded with `seed`. `thoughts=N` appends `<|start-latent|>`, N `<|latent|>` positions (each
-    fed the previous latent output) and `<|end-latent|>` to every prompt. A row stops after
+    fed the previous latent output) and `<|end-latent|>` to every prompt (`markers=False`: the
+    thoughts alone, for models trained with `curriculum.markers=false`). A row stops after
     `eos_id` (kept in its tokens), after `max_new_tokens`, or at the context limit (see the
     module doc). PAD and BOS are never generated, nor any id in `suppress_ids`.
     """
     cfg = model.config
-    rows = [p + thought_ids(thoughts) if thoughts > 0 else p for p in _as_rows(prompts)]
+    rows = [p + thought_ids(thoughts, markers) if thoughts > 0 else p for p in _as_rows(prompts)]
     for b, p in enumerate(rows):
         where = f"prompt {b}" if len(rows) > 1 else "prompt"
         if not p:
             raise UserError(f"{where} is empty; give at least one byte (or <|bos|>)")
         if len(p) > cfg.max_seq_len:
-            extra = f" with {thoughts + 2} thought markers" if thoughts > 0 else ""
+            extra = (
+                f" with {len(thought_ids(thoughts, markers))} thought ids" if thoughts > 0 else ""
+            )
             raise UserError(
                 f"{where} is {len(p)} ids{extra}, longer than the model's context "
                 f"max_seq_len={cfg.max_seq_len}; shorten it"
