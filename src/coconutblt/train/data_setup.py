@@ -62,9 +62,9 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     # uniform mixing only draws stages 0..len(steps), which the loop below covers already
     stages = replace(stage_config(cfg), uniform_prob=0.0)
 
-    def longest(
-        ex,
-    ) -> int:  # over every stage the run can format it at (thoughts may outgrow steps)
+    # the longest layout over every stage the run can format an example at (thoughts may
+    # outgrow steps)
+    def longest(ex) -> int:
         n_stages = cfg.curriculum.max_latent_stage + 2
         return max(len(format_example(ex, k, stages).input_ids) for k in range(n_stages))
 
