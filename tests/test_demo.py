@@ -15,15 +15,16 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    for name in ("No-CoT", "CoT", "Coconut (stage 3)"):
+    names = ["No-CoT", "CoT", "Coconut stage 1", "Coconut stage 2", "Coconut stage 3"]
+    for name in names:
         assert f"{name}:" in printed
     assert "Ground truth" in printed
 
     results = json.loads((out / "results.json").read_text())["results"]
-    assert set(results) == {"No-CoT", "CoT", "Coconut (stage 3)"}
-    # what each model writes follows from its format: CoT writes the steps, Coconut (3 thoughts
-    # at the last stage) and No-CoT only the answer
-    assert results["Coconut (stage 3)"]["avg_thoughts"] == 3.0
+    assert list(results) == names
+    # the prompt follows from the format: Coconut stage k replaces k steps with k thoughts
+    for k in (1, 2, 3):
+        assert results[f"Coconut stage {k}"]["avg_thoughts"] == float(k)
     assert results["CoT"]["avg_thoughts"] == results["No-CoT"]["avg_thoughts"] == 0.0
     for r in results.values():
         assert 0.0 <= r["accuracy"] <= 1.0
