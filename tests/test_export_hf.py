@@ -49,6 +49,8 @@ CONFIGS = {
         latent_module_every=1,
         c_thought=3,
         cross_attn_k=3,
+        thought_head=True,
+        next_patch_loss_weight=0.3,
     ),
 }
 
