@@ -171,49 +171,41 @@ def test_thought_head_is_used_and_starts_as_the_paper_mechanism():
 
 
 def _patches_and_states(model, ids):
-    """The patch vectors, the latent outputs and the layout of one forward."""
+    """The patch vectors, the latent outputs, the layout and the thought mask of one forward."""
+    from coconutblt.model.patching import layout_from_starts, thought_patches
+
     B, T = ids.shape
     h = model.encoder.byte_states(ids, torch.arange(T).expand(B, T))
-    layout = model_layout(model, ids, h)
+    layout = layout_from_starts(model.boundaries(ids, model.entropies(ids, h)[0]))
     patches = model.encoder.pool(h, layout)
-    from coconutblt.model.patching import thought_patches
-
-    return patches, model.run_latent(patches, thought_patches(ids, layout)), layout
-
-
-def model_layout(model, ids, h):
-    from coconutblt.model.patching import layout_from_starts
-
-    return layout_from_starts(model.boundaries(ids, model.entropies(ids, h)[0]))
+    is_thought = thought_patches(ids, layout)
+    return patches, model.run_latent(patches, is_thought), layout, is_thought
 
 
 def test_next_patch_loss_rewards_pointing_at_the_next_patch_and_skips_thoughts():
-    """Outputs equal to the next patch vectors score far below chance (log N), random ones do not; a thought
-    patch's vector is never a target; the targets are detached (the loss moves the outputs
+    """Outputs equal to the next patch vectors score far below chance (log N), random ones do
+    not; a thought patch's vector is never a target; the targets are detached (the loss moves the outputs
     towards the patches, never the patches towards the outputs)."""
     torch.manual_seed(0)
     model = HybridTransformer(tiny_config(next_patch_loss_weight=1.0))
     ids = pad_batch(BATCH[:2])
-    patches, states, layout = _patches_and_states(model, ids)
+    patches, states, layout, is_thought = _patches_and_states(model, ids)
     ideal = torch.cat([patches[:, 1:], patches[:, :1]], dim=1)  # output i = patch i+1
-    good = model.next_patch_loss(ideal, patches, layout, ids)
-    bad = model.next_patch_loss(torch.randn_like(states), patches, layout, ids)
-    from coconutblt.model.patching import thought_patches
-
-    is_thought = thought_patches(ids, layout)
+    good = model.next_patch_loss(ideal, patches, layout, is_thought)
+    bad = model.next_patch_loss(torch.randn_like(states), patches, layout, is_thought)
     n_targets = int(((layout.lengths[:, 1:] > 0) & ~is_thought[:, 1:]).sum())
     assert good + 1.0 < math.log(n_targets) < bad + 1.0
     assert bool(is_thought.any())
     moved = patches.clone()
     moved[is_thought] += 5.0  # a thought's (never used) pooled vector is not a target
     assert torch.equal(
-        model.next_patch_loss(ideal, moved, layout, ids),
-        model.next_patch_loss(ideal, patches, layout, ids),
+        model.next_patch_loss(ideal, moved, layout, is_thought),
+        model.next_patch_loss(ideal, patches, layout, is_thought),
     )
     out = model(ids, labels_for(ids))
     assert out.next_patch_loss is not None and torch.isfinite(out.next_patch_loss)
     target = patches.detach().requires_grad_()
     state = ideal.detach().requires_grad_()
-    model.next_patch_loss(state, target, layout, ids).backward()
+    model.next_patch_loss(state, target, layout, is_thought).backward()
     assert target.grad is None and state.grad.abs().sum() > 0  # the targets are detached
     assert HybridTransformer(tiny_config())(ids, labels_for(ids)).next_patch_loss is None

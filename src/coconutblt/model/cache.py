@@ -322,9 +322,8 @@ class DecodeState:
         x = self.model.encoder.pool(h, layout)  # (r, 1, D)
         done = torch.tensor(self.latent.lengths, device=self.device)[sel]  # closed patches so far
         feed = (self.open_thought[sel] & (done > 0))[:, None, None]
-        fed = self.model.thought_input(self.last_out[sel])[
-            :, None
-        ]  # a thought reads the last output
+        # a thought reads the last output
+        fed = self.model.thought_input(self.last_out[sel])[:, None]  # (r, 1, D)
         x = torch.where(feed, fed, x)
         self.last_out[sel] = self._latent(rows, x)[:, 0]
         self.open_len[sel] = 0

@@ -141,7 +141,8 @@ class HybridTransformer(nn.Module):
         )
         layout = layout_from_starts(starts)
         patches = self.encoder.pool(h, layout)  # (B, P, D)
-        latent_out = self.run_latent(patches, thought_patches(input_ids, layout))  # (B, P, D)
+        is_thought = thought_patches(input_ids, layout)  # (B, P)
+        latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout)  # (B, T, D)
         logits = self.lm_head(self.decoder(h, context, byte_pos))  # (B, T, V)
         loss = None
@@ -157,7 +158,7 @@ class HybridTransformer(nn.Module):
             )
         next_patch_loss = None
         if labels is not None and cfg.next_patch_loss_weight > 0:
-            next_patch_loss = self.next_patch_loss(latent_out, patches, layout, input_ids)
+            next_patch_loss = self.next_patch_loss(latent_out, patches, layout, is_thought)
         return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss)
 
     def next_patch_loss(
@@ -165,7 +166,7 @@ class HybridTransformer(nn.Module):
         latent_out: torch.Tensor,
         patches: torch.Tensor,
         layout: PatchLayout,
-        input_ids: torch.Tensor,
+        is_thought: torch.Tensor,
     ) -> torch.Tensor:
         """InfoNCE: latent_out[:, i] must pick the (detached) vector of patch i+1 out of all the
         batch's patch vectors by cosine similarity.
@@ -179,7 +180,7 @@ class HybridTransformer(nn.Module):
         identical patch vectors all count as the right answer.
         """
         target = patches[:, 1:].detach()  # (B, P-1, D)
-        real = (layout.lengths[:, 1:] > 0) & ~thought_patches(input_ids, layout)[:, 1:]
+        real = (layout.lengths[:, 1:] > 0) & ~is_thought[:, 1:]  # (B, P-1)
         if not bool(real.any()):
             return latent_out.sum() * 0.0
         q = F.normalize(self.thought_input(latent_out[:, :-1][real]).float(), dim=-1)  # (N, D)

@@ -53,9 +53,8 @@ class TrainingConfig:
     train_estimator: bool = False  # learned entropy estimator: add its auxiliary loss
     est_loss_weight: float = 1.0
     entropy_model: str = ""  # checkpoint of a trained EntropyModel for patcher=entropy
-    patch_curriculum_steps: int = (
-        0  # >0: fixed patches first, entropy patches after this many steps
-    )
+    # >0: fixed patches first, entropy patches after this many steps
+    patch_curriculum_steps: int = 0
     log_every: int = 10
     eval_every: int = 0  # text runs: steps between held-out evaluations (0 = at the end)
     save_every: int = 0  # steps between checkpoints (0 = each epoch / at the end)
