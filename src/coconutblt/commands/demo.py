@@ -185,23 +185,19 @@ def run(args: argparse.Namespace) -> int:
     train_seconds = time.perf_counter() - started
 
     from coconutblt.inference.evaluate import evaluate_examples
-    from coconutblt.train.checkpoint import load_model, read_checkpoint
+    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.train.config import run_config_from_dict, stage_config
 
     test_examples = load_examples(data_dir / "test.jsonl")
     coconut = runs["coconut"]
     evaluated = [("No-CoT", runs["no_cot"] / "final.pt"), ("CoT", runs["cot"] / "final.pt")]
-    evaluated += [
-        (f"Coconut stage {k}", coconut / f"stage{k}.pt")
-        for k in range(1, plan.hops)
-        if (coconut / f"stage{k}.pt").is_file()
-    ]
+    evaluated += [(f"Coconut stage {k}", coconut / f"stage{k}.pt") for k in range(1, plan.hops)]
     evaluated.append((f"Coconut stage {plan.hops}", coconut / "final.pt"))
     results = []
     for label, path in evaluated:
         ckpt = read_checkpoint(path)
         cfg = run_config_from_dict(ckpt["run_config"], source=str(path))
-        model = load_model(path)
+        model = model_from_checkpoint(ckpt, path)
         result = evaluate_examples(
             model, test_examples, stage_config(cfg), int(ckpt["stage"]), 64, 32
         )

@@ -27,11 +27,11 @@ def register(sub) -> None:
 def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.Namespace):
     """Load a trainer checkpoint and evaluate it the way it was trained (mode, c_thought, stage)."""
     from coconutblt.inference.evaluate import evaluate_examples
-    from coconutblt.train.checkpoint import load_model, read_checkpoint
+    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.train.config import run_config_from_dict, stage_config
 
     ckpt = read_checkpoint(path)
-    model = load_model(path, args.device)
+    model = model_from_checkpoint(ckpt, path, args.device)
     cfg = run_config_from_dict(ckpt.get("run_config", {}), source=f"{path} (run_config)")
     use_stage = stage if stage is not None else int(ckpt.get("stage", 0))
     result = evaluate_examples(

@@ -62,22 +62,21 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def trained_with_markers(ckpt_path: str) -> bool:
+def trained_with_markers(ckpt: dict, source: str) -> bool:
     """Whether the checkpoint's run put markers around its thoughts (True when it has no run
     config, e.g. a checkpoint written by a script)."""
-    from coconutblt.train.checkpoint import read_checkpoint
     from coconutblt.train.config import run_config_from_dict, stage_config
 
-    run_config = read_checkpoint(ckpt_path).get("run_config")
+    run_config = ckpt.get("run_config")
     if not run_config:
         return True
-    return stage_config(run_config_from_dict(run_config, source=ckpt_path)).uses_markers
+    return stage_config(run_config_from_dict(run_config, source=source)).uses_markers
 
 
 def run(args: argparse.Namespace) -> int:
     from coconutblt.data.vocab import BOS_ID, decode_text
     from coconutblt.inference.generate import generate, parse_prompt
-    from coconutblt.train.checkpoint import load_model
+    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
 
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: give at least 1")
@@ -90,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    model = load_model(args.ckpt, device)
-    markers = args.markers if args.markers is not None else trained_with_markers(args.ckpt)
+    ckpt = read_checkpoint(args.ckpt)
+    model = model_from_checkpoint(ckpt, args.ckpt, device)
+    markers = args.markers if args.markers is not None else trained_with_markers(ckpt, args.ckpt)
     prompt = ([BOS_ID] if args.bos else []) + parse_prompt(args.prompt)
     out = generate(
         model,

@@ -90,9 +90,14 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Checkpoint file (or run folder) -> HybridTransformer in eval mode."""
+    return model_from_checkpoint(read_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path, device: str | torch.device = "cpu"):
+    """A checkpoint already read by `read_checkpoint` (from `path`, named in errors) ->
+    HybridTransformer in eval mode: for callers that also need the checkpoint's other keys."""
     from coconutblt.model import HybridTransformer, ModelConfig
 
-    ckpt = read_checkpoint(path)
     if ckpt.get("kind") != "hybrid":
         raise UserError(
             f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not the hybrid byte model"
