@@ -1,4 +1,8 @@
-"""`coconutblt data synth --task T --n N --out FILE` and `coconutblt data show FILE`."""
+"""`coconutblt data synth --task T --n N --out FILE`, `data show FILE`, `data stats FILE [FILE2]`.
+
+`stats` prints a table of lengths, steps, answers and vocabulary (`coconutblt.data.stats`); with
+two files the columns sit side by side, to hold a synthetic set against the real one.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,17 @@ def register(sub) -> None:
     v.add_argument("file")
     v.add_argument("--c-thought", type=int, default=1)
     v.set_defaults(func=show)
+    st = dsub.add_parser(
+        "stats",
+        help="lengths in bytes and patches, steps, answers and vocabulary; two files side by side",
+    )
+    st.add_argument("file")
+    st.add_argument("file2", nargs="?", help="a second file, shown in a column next to the first")
+    st.add_argument("--patcher", choices=("fixed", "space"), default="space")
+    st.add_argument("--patch-size", type=int, default=4, help="patch size of the fixed patcher")
+    st.add_argument("--max-patch-size", type=int, default=12, help="cap of the space patcher")
+    st.add_argument("--json", action="store_true", help="print a JSON dict keyed by file instead")
+    st.set_defaults(func=stats)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
@@ -65,4 +80,19 @@ def show(args: argparse.Namespace) -> int:
     cfg = StageConfig(mode="coconut", c_thought=args.c_thought)
     for stage in (0, 1):
         print(f"\nstage {stage}:\n{decode_text(format_example(ex, stage, cfg).input_ids)}")
+    return 0
+
+
+def stats(args: argparse.Namespace) -> int:
+    from coconutblt.data.stats import file_stats, format_table, stats_dict
+
+    options = dict(
+        patcher=args.patcher, patch_size=args.patch_size, max_patch_size=args.max_patch_size
+    )
+    files = [f for f in (args.file, args.file2) if f is not None]
+    results = [file_stats(f, **options) for f in files]
+    if args.json:
+        print(json.dumps({s.path: stats_dict(s) for s in results}, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(results))
     return 0
