@@ -177,7 +177,9 @@ def test_prosqa_answer_reachable_and_other_not(seed: int, hops: int) -> None:
         assert ex.answer == f"{person} is a {target}." and target in (a, b)
         other = b if target == a else a
         assert target in reach and other not in reach
-        assert any(other in vs for vs in succ.values())  # the wrong option is mentioned
+        people = {u for u in succ if u[0].isupper()} - {person}
+        assert any(other in reachable(succ, p) for p in people)  # someone else is one
+        assert target not in succ and other not in succ  # both childless, as in the real file
         assert len(ex.steps) == hops
         assert all(step in facts for step in ex.steps)
         node = person
@@ -192,6 +194,70 @@ def test_prosqa_looks_like_prosqa() -> None:
     ex = prosqa(1, seed=3, hops=3)[0]
     assert ex.steps[0].split()[1:3] == ["is", "a"] and ex.steps[1].startswith("Every ")
     assert ex.question.count("Every ") >= 8
+
+
+def test_prosqa_options() -> None:
+    for ex in prosqa(20, seed=1, hops=(2, 3), concepts=12, people=3):
+        succ, person, *_ = prosqa_graph(ex.question)
+        nodes = set(succ) | {v for vs in succ.values() for v in vs}
+        assert len(ex.steps) in (2, 3)
+        assert len({x for x in nodes if x[0].isupper()}) == 3
+        assert len({x for x in nodes if x[0].islower()}) == 12
+    with pytest.raises(ValueError):
+        prosqa(1, concepts=39)  # more than the fixed word list
+    with pytest.raises(ValueError):
+        prosqa(1, people=1)
+
+
+def prosqa_stats(examples: list[Example]) -> dict[str, object]:
+    """What the defaults must share with the real file: sizes, hops and words."""
+    concepts, people, facts = [], set(), []
+    words = set()
+    for ex in examples:
+        succ, *_, sentences = prosqa_graph(ex.question)
+        nodes = set(succ) | {v for vs in succ.values() for v in vs}
+        concepts.append(sum(x[0].islower() for x in nodes))
+        people |= {x for x in nodes if x[0].isupper()}
+        words |= {x for x in nodes if x[0].islower()}
+        facts.append(len(sentences))
+    n = len(examples)
+    hops = {h: sum(len(e.steps) == h for e in examples) / n for h in range(1, 8)}
+    return dict(
+        bytes=sum(len(e.question.encode()) for e in examples) / n,
+        facts=sum(facts) / n,
+        concepts=sum(concepts) / n,
+        hops=hops,
+        people=people,
+        words=words,
+    )
+
+
+@pytest.fixture(scope="module")
+def real_prosqa() -> list[Example]:
+    path = DATA / "prosqa" / "prosqa_valid.json"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return load_examples(path)
+
+
+@pytest.fixture(scope="module")
+def synthetic_prosqa() -> list[Example]:
+    return prosqa(5000, seed=0)
+
+
+def test_prosqa_defaults_match_real_file(real_prosqa, synthetic_prosqa) -> None:
+    real, fake = prosqa_stats(real_prosqa), prosqa_stats(synthetic_prosqa[:2000])
+    for key in ("bytes", "facts", "concepts"):
+        assert fake[key] == pytest.approx(real[key], rel=0.05), key
+    for h in real["hops"]:
+        assert fake["hops"][h] == pytest.approx(real["hops"][h], abs=0.03), h
+    assert fake["people"] == real["people"] and fake["words"] == real["words"]
+
+
+def test_prosqa_never_repeats_a_real_question(real_prosqa, synthetic_prosqa) -> None:
+    """We train on synthetic questions and test on the real file: none may leak into training."""
+    real = {e.question for e in real_prosqa}
+    assert not [e for e in synthetic_prosqa if e.question in real]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".txt"])

@@ -16,7 +16,6 @@ import random
 import string
 from collections import deque
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 
 from coconutblt.data.reasoning import Example, join_icot_chain
@@ -147,52 +146,107 @@ def mult(n: int, seed: int = 0, digits: int = 4) -> list[Example]:
 # prosqa: reachability in a random concept graph
 
 
-_NAMES = ["Alex", "Bob", "Davis", "Fae", "Gina", "Jack", "Max", "Polly", "Rex", "Sally", "Sam"]
-_NAMES += ["Stella", "Tom", "Wren"]
+# Weights counted in the real ProsQA validation file (Coconut, Hao et al. 2024; 300 questions):
+# the defaults draw from them so synthetic questions look like the real ones.
+_PROSQA_HOPS = {3: 124, 4: 133, 5: 36, 6: 7}
+_PROSQA_CONCEPTS = {15: 7, 16: 5, 17: 19, 18: 25, 19: 41, 20: 57, 21: 62, 22: 37, 23: 32, 24: 12}
+_PROSQA_CONCEPTS[25] = 3
+_PROSQA_PEOPLE = {2: 180, 3: 93, 4: 21, 5: 5, 6: 1}
+# In-degrees of concepts from the ninth node on, where few nodes exist to cap them.
+_PROSQA_PARENTS = {1: 1930, 2: 1416, 3: 721, 4: 236, 5: 73, 6: 16, 7: 3}
+# Which of the two main people reach a new concept: the asked one (R), the other (O) or both.
+_PROSQA_SIDES = {"R": 3325, "O": 2340, "RO": 387}
+# What a further person is said to be: a concept of one of those kinds, or one of their own (-).
+_PROSQA_EXTRA_FACTS = {1: 133, 2: 19, 3: 2}
+_PROSQA_EXTRA_KINDS = {"R": 63, "RO": 48, "-": 41, "O": 25}
+
+# The real file's people and its fixed list of made-up concepts, all of them.
+_NAMES = ["Alex", "Bob", "Carol", "Davis", "Eva", "Fae", "Gabriel", "Jack", "Max", "Oliver"]
+_NAMES += ["Polly", "Rex", "Sally", "Sam", "Stella", "Tom", "Wren"]
+_CONCEPTS = """bompus boompus brimpus chorpus dumpus felpus fompus gerpus gorpus grimpus gwompus
+hilpus impus jelpus jompus kerpus lempus lorpus numpus quimpus rempus rompus rorpus scrompus
+shumpus sterpus storpus terpus timpus tumpus vumpus worpus wumpus yerpus yimpus yumpus zhorpus
+zumpus""".split()
 
 
-@lru_cache(maxsize=1)
-def _concept_words() -> tuple[str, ...]:
-    """Made-up ``-pus`` words in ProsQA's style, built once on first use."""
-    onsets = ["b", "br", "d", "dr", "f", "g", "gr", "j", "k", "l", "m", "n", "p", "r", "s"]
-    onsets += ["sh", "sc", "st", "t", "tr", "v", "w", "y", "z"]
-    vowels = ["a", "e", "i", "o", "u", "oo", "ai"]
-    codas = ["m", "r", "l", ""]
-    return tuple(o + v + c + "pus" for o in onsets for v in vowels for c in codas)
+def _draw(rng: random.Random, spec: IntSpec | None, weights: dict[int, int], name: str, low: int):
+    """`spec` as in `_pick`, or, when None, a draw from the real data's `weights`."""
+    return _choose(rng, weights) if spec is None else _pick(rng, spec, name, low)
 
 
-def _prosqa_edges(rng, root, path, concepts, others, extra_edges):
-    """Edges of a DAG in which `path` is the only way from `root` to its last concept.
+def _choose(rng: random.Random, weights: dict[object, int]):
+    """A key of `weights` drawn in proportion to its value."""
+    return rng.choices(list(weights), list(weights.values()))[0]
 
-    Concepts are split into R (may be reachable from root) and U (never): root and R point
-    only into R, so nothing in U is reachable; the negative option is a U concept that another
-    person is said to be. Only U concepts and other people point into the path besides the
-    path itself, so the path's length is the number of hops. Edges go from lower to higher random rank: no cycles.
+
+def _recent_first(rng: random.Random, pool: list[int], k: int) -> list[int]:
+    """Up to `k` distinct members of `pool`, the i-th (0-based) drawn with weight i + 1.
+
+    Uniform parents make graphs shallower than the real ones (an answer 4 hops deep in 17%
+    of graphs, against about half); favouring recent concepts matches the real depths and
+    edge spans.
     """
-    rest = [c for c in concepts if c not in path]
-    rng.shuffle(rest)
-    cut = rng.randint(1, max(1, len(rest) - 1))
-    unreachable, reach_ok = set(rest[:cut]), set(path) | set(rest[cut:])
-    rank = {c: rng.random() for c in concepts}
-    for c, r in zip(path, sorted(rank[c] for c in path), strict=True):
-        rank[c] = r
-    edges = [(root, path[0])] + list(zip(path, path[1:], strict=False))
-    on_path = set(path)
-    for _ in range(extra_edges):
-        u, v = rng.sample(concepts, 2)
-        if rank[u] > rank[v]:
-            u, v = v, u
-        if u in unreachable or (v in reach_ok and v not in on_path):
-            edges.append((u, v))
-    for person in others:
-        for c in rng.sample(concepts, rng.randint(1, 2)):
-            edges.append((person, c))
-    negative = rng.choice(sorted(unreachable))
-    edges.append((rng.choice(others), negative))
-    side = sorted(reach_ok - on_path)
-    if side and rng.random() < 0.5:
-        edges.append((root, rng.choice(side)))
-    return list(dict.fromkeys(edges)), negative
+    pool, out = list(pool), []
+    for _ in range(min(k, len(pool))):
+        i = rng.choices(range(len(pool)), range(1, len(pool) + 1))[0]
+        out.append(pool.pop(i))
+    return out
+
+
+def _prosqa_graph(rng: random.Random, concepts: int, extra_people: int):
+    """A random concept DAG under two people, grown node by node as the real data seems to be.
+
+    Node 0 is the asked person and node 1 the other one; concepts follow, then further people.
+    Each new concept takes its parents (how many: the real in-degrees) from what only node 0
+    reaches so far (side R), favouring recent ones (`_recent_first`), from what only node 1
+    reaches (O), or, rarely, from both (RO; such concepts get no children, so R and O stay
+    apart). Any R concept can thus be the answer and any O concept the wrong option, which is
+    then mentioned but unreachable. Further people are said to be a few concepts, sometimes
+    ones of their own (side -). Returns (edges, side of each concept).
+    """
+    kinds = [
+        [_choose(rng, _PROSQA_EXTRA_KINDS) for _ in range(_choose(rng, _PROSQA_EXTRA_FACTS))]
+        for _ in range(extra_people)
+    ]
+    own = sum(k.count("-") for k in kinds)
+    pools: dict[str, list[int]] = {"R": [0], "O": [1]}
+    side: dict[int, str] = {}
+    edges = []
+    for node in range(2, 2 + max(concepts - own, 2)):
+        s, k = _choose(rng, _PROSQA_SIDES), _choose(rng, _PROSQA_PARENTS)
+        if s == "RO":
+            parents = [rng.choice(pools["R"]), rng.choice(pools["O"])]
+            rest = [p for p in pools["R"] + pools["O"] if p not in parents]
+            parents += rng.sample(rest, min(max(k - 2, 0), len(rest)))
+        else:
+            parents = _recent_first(rng, pools[s], k)
+            pools[s].append(node)
+        side[node] = s
+        edges += [(p, node) for p in parents]
+    node = 2 + len(side)
+    for person, kind_list in enumerate(kinds, start=node + own):
+        for kind in kind_list:
+            if kind == "-":
+                side[node], node = "-", node + 1
+                edges.append((person, node - 1))
+                continue
+            choices = [c for c, s in side.items() if s == kind] or pools["R"][1:] or [2]
+            edges.append((person, rng.choice(choices)))
+    return list(dict.fromkeys(edges)), side
+
+
+def _depths(edges: list[tuple[int, int]], start: int) -> dict[int, int]:
+    succ: dict[int, list[int]] = {}
+    for u, v in edges:
+        succ.setdefault(u, []).append(v)
+    depth, queue = {start: 0}, deque([start])
+    while queue:
+        u = queue.popleft()
+        for v in succ.get(u, []):
+            if v not in depth:
+                depth[v] = depth[u] + 1
+                queue.append(v)
+    return depth
 
 
 def shortest_path(edges: list[tuple[str, str]], start: str, goal: str) -> list[str] | None:
@@ -223,37 +277,50 @@ def _fact(u: str, v: str) -> str:
 def prosqa(
     n: int,
     seed: int = 0,
-    hops: IntSpec = (3, 5),
-    concepts: int = 14,
-    extra_edges: int = 14,
-    people: int = 3,
+    hops: IntSpec | None = None,
+    concepts: IntSpec | None = None,
+    people: IntSpec | None = None,
+    tries: int = 1000,
 ) -> list[Example]:
-    """ProsQA-style questions: "Every X is a Y. ... Tom is a X. ... Is Tom a A or B?".
+    """ProsQA questions: "Every X is a Y. ... Tom is a X. ... Is Tom a A or B?".
 
-    Exactly one option is reachable from the person; the steps are the facts along a
-    shortest path to it ("Tom is a X.", "Every X is a Y.", ...), the answer "Tom is a A.".
+    By default hops (answer path length), concepts and people per question are drawn from
+    their distributions in the real validation file, with its words and names, so sizes
+    match it (about 920 bytes and 35 facts a question; the real file: 937 and 36). The graph is `_prosqa_graph`'s; the answer is a
+    concept without children exactly `hops` steps from the person and unreachable from the
+    other main person, the wrong option a childless concept only that other person reaches.
+    Graphs without such a pair are redrawn, up to `tries` times. The steps are the facts
+    along a shortest path ("Tom is a X.", "Every X is a Y.", ...), the answer "Tom is a A.".
     """
-    if people < 2:
-        raise ValueError(f"people={people}: need the asked person and at least one other")
     rng = random.Random(seed)
-    words = _concept_words()
     out = []
     for _ in range(n):
-        h = _pick(rng, hops, "hops")
-        if concepts < h + 1:
-            raise ValueError(f"concepts={concepts}: need at least hops+1={h + 1}")
-        names = rng.sample(_NAMES, people)
-        pool = rng.sample(words, concepts)
-        path = pool[:h]
-        edges, negative = _prosqa_edges(rng, names[0], path, pool, names[1:], extra_edges)
-        target = path[-1]
-        nodes = shortest_path(edges, names[0], target)
-        facts = [_fact(u, v) for u, v in edges]
+        h = _draw(rng, hops, _PROSQA_HOPS, "hops", 1)
+        c = _draw(rng, concepts, _PROSQA_CONCEPTS, "concepts", h + 1)
+        p = _draw(rng, people, _PROSQA_PEOPLE, "people", 2)
+        if c > len(_CONCEPTS) or p > len(_NAMES):
+            raise ValueError(f"concepts={c}, people={p}: at most {len(_CONCEPTS)}, {len(_NAMES)}")
+        for _ in range(tries):
+            edges, side = _prosqa_graph(rng, c, p - 2)
+            depth = _depths(edges, 0)
+            sinks = set(side) - {u for u, _ in edges}
+            answers = sorted(v for v in sinks if side[v] == "R" and depth[v] == h)
+            wrong = sorted(v for v in sinks if side[v] == "O")
+            if answers and wrong:
+                break
+        else:
+            raise ValueError(f"no {h}-hop question with {c} concepts in {tries} graphs")
+        target, negative = rng.choice(answers), rng.choice(wrong)
+        label = dict(zip(sorted(side), rng.sample(_CONCEPTS, len(side)), strict=True))
+        people_ids = [0, 1, *range(2 + len(side), len(side) + p)]
+        label |= dict(zip(people_ids, rng.sample(_NAMES, p), strict=True))
+        facts = [_fact(label[u], label[v]) for u, v in edges]
         rng.shuffle(facts)
-        a, b = (target, negative) if rng.random() < 0.5 else (negative, target)
-        question = " ".join(facts) + f" Is {names[0]} a {a} or {b}?"
-        steps = [_fact(u, v) for u, v in zip(nodes, nodes[1:], strict=False)]
-        out.append(Example(question, steps, f"{names[0]} is a {target}."))
+        person, (a, b) = label[0], rng.sample([target, negative], 2)
+        question = " ".join(facts) + f" Is {person} a {label[a]} or {label[b]}?"
+        nodes = shortest_path(edges, 0, target)
+        steps = [_fact(label[u], label[v]) for u, v in zip(nodes, nodes[1:], strict=False)]
+        out.append(Example(question, steps, f"{person} is a {label[target]}."))
     return out
 
 
