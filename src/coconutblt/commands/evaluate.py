@@ -16,8 +16,13 @@ def register(sub) -> None:
     p.add_argument(
         "--stage", type=int, default=None, help="prompt at this stage (default: the checkpoint's)"
     )
-    p.add_argument("--max-examples", type=int, default=200)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-examples", type=int, default=0, help="use the first N (0 = all)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=0,
+        help="generation budget (0 = 1.5x the longest reference target at the stage, + 16)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--examples", type=int, default=3, help="side-by-side examples to print")
     p.add_argument("--device", default="cpu")
@@ -49,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--names has {len(args.names)} labels for {len(args.ckpt)} checkpoints; give one each"
         )
-    examples = load_examples(args.data)[: args.max_examples]
+    examples = load_examples(args.data)
+    if args.max_examples < 0:
+        raise UserError(f"--max-examples {args.max_examples}: give N >= 0 (0 = all)")
+    if args.max_examples:
+        examples = examples[: args.max_examples]
     results = []
     for i, path in enumerate(args.ckpt):
         label, result = evaluate_checkpoint(path, examples, args.stage, args)
@@ -61,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     print(summary_lines(results))
     print()
     print(comparison_table(results))
+    for name, result in results:
+        for line in result.warnings():
+            print(f"{name}: {line}")
     print()
     print(side_by_side(results, args.examples))
     return 0

@@ -34,6 +34,8 @@ class EvalResult:
     avg_thoughts: float
     seconds_per_example: float
     rows: list[EvalRow] = field(default_factory=list)
+    max_new_tokens: int = 0  # the generation budget used
+    n_truncated: int = 0  # generations that hit the budget before writing `###`
 
     def summary(self) -> dict:
         return {
@@ -41,7 +43,39 @@ class EvalResult:
             "avg_bytes": self.avg_bytes,
             "avg_thoughts": self.avg_thoughts,
             "seconds_per_example": self.seconds_per_example,
+            "n_truncated": self.n_truncated,
+            "per_answer": self.per_answer(),
         }
+
+    def per_answer(self, max_classes: int = 4) -> dict[str, float]:
+        """Accuracy per reference answer, for tasks with a few answer classes (True/False): a
+        model that always says one class shows as 100% / 0%. Empty for open-ended answers."""
+        classes: dict[str, list[bool]] = {}
+        for r in self.rows:
+            classes.setdefault(r.answer.strip(), []).append(r.correct)
+        if not 1 < len(classes) <= max_classes:
+            return {}
+        return {k: sum(v) / len(v) for k, v in sorted(classes.items())}
+
+    def warnings(self) -> list[str]:
+        """One line per thing that makes the accuracy lower than the model's real skill."""
+        out = []
+        if self.n_truncated:
+            out.append(
+                f"warning: {self.n_truncated} of {len(self.rows)} generations hit the "
+                f"{self.max_new_tokens}-byte budget before '###' (scored wrong); raise max_new_tokens"
+            )
+        return out
+
+
+def generation_budget(examples: list[Example], stage_cfg: StageConfig, stage: int) -> int:
+    """Bytes to generate so that the longest reference target at `stage` fits, with margin
+    (a looping model still stops): 1.5x the longest target + 16."""
+    longest = max(
+        (len(format_example(ex, stage, stage_cfg, for_eval=True).target_ids) for ex in examples),
+        default=0,
+    )
+    return int(longest * 1.5) + 16
 
 
 def generate_batch(model, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
@@ -58,12 +92,17 @@ def evaluate_examples(
     stage_cfg: StageConfig,
     stage: int,
     batch_size: int = 64,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = 0,
 ) -> EvalResult:
-    """Accuracy of `model` on `examples` prompted as at `stage` (thoughts in the prompt)."""
+    """Accuracy of `model` on `examples` prompted as at `stage` (thoughts in the prompt).
+
+    `max_new_tokens` 0 derives the budget from the data (`generation_budget`)."""
+    if max_new_tokens <= 0:
+        max_new_tokens = generation_budget(examples, stage_cfg, stage)
     was_training = model.training
     model.eval()
     rows: list[EvalRow] = []
+    n_truncated = 0
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
@@ -73,6 +112,7 @@ def evaluate_examples(
             text = decode_text(out)
             pred = extract_answer(text)
             n_bytes = sum(1 for t in out if t < NUM_BYTES)
+            n_truncated += len(out) >= max_new_tokens and "###" not in text
             rows.append(
                 EvalRow(
                     ex.question,
@@ -93,4 +133,6 @@ def evaluate_examples(
         avg_thoughts=sum(r.n_thoughts for r in rows) / n,
         seconds_per_example=elapsed / n,
         rows=rows,
+        max_new_tokens=max_new_tokens,
+        n_truncated=n_truncated,
     )

@@ -40,7 +40,8 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
         train = _load_many(d.train)
         val = _load_many(d.val) if d.val else []
         if not val:  # hold out the tail of the training files
-            n_val = min(d.max_val_examples, max(len(train) // 10, 1))
+            n_val = max(len(train) // 10, 1)
+            n_val = min(d.max_val_examples, n_val) if d.max_val_examples else n_val
             train, val = train[:-n_val], train[-n_val:]
         else:
             train = exclude_questions(train, val)  # no validation question is trained on

@@ -1,0 +1,70 @@
+"""Task evaluation cannot silently read 0: the generation budget follows the data, truncated
+generations are counted and warned about, and a constant answer shows per answer class."""
+
+from __future__ import annotations
+
+import torch
+
+from coconutblt.data.reasoning import Example
+from coconutblt.data.stages import StageConfig
+from coconutblt.inference import evaluate as ev
+from coconutblt.inference.evaluate import EvalResult, EvalRow, evaluate_examples, generation_budget
+from coconutblt.model import HybridTransformer
+
+from .conftest import tiny_config
+
+
+def _examples() -> list[Example]:
+    long_steps = ["x" * 40, "y" * 60]
+    return [Example("q1", ["ab"], "True"), Example("q2", long_steps, "False")]
+
+
+def test_budget_covers_the_longest_target_at_the_stage() -> None:
+    cot = StageConfig("cot")
+    # stage 0 CoT: 'xxx..\nyyy..\n### False' + EOS = 41 + 61 + 9 + 1 = 112 ids
+    assert generation_budget(_examples(), cot, 0) == int(112 * 1.5) + 16
+    # with every step a thought only '### False' + EOS remains
+    coconut = StageConfig("coconut", max_latent_stage=2)
+    assert generation_budget(_examples(), coconut, 3) == int(10 * 1.5) + 16
+
+
+def test_truncated_generations_are_counted_and_warned(monkeypatch) -> None:
+    def never_answers(model, prompts, max_new_tokens):
+        return [[ord("z")] * max_new_tokens for _ in prompts]
+
+    monkeypatch.setattr(ev, "generate_batch", never_answers)
+    model = HybridTransformer(tiny_config())
+    result = evaluate_examples(model, _examples(), StageConfig("cot"), 0, max_new_tokens=0)
+    assert result.max_new_tokens == generation_budget(_examples(), StageConfig("cot"), 0)
+    assert result.n_truncated == 2 and result.accuracy == 0.0
+    (line,) = result.warnings()
+    assert "2 of 2" in line and f"{result.max_new_tokens}-byte budget" in line
+
+
+def test_an_answer_within_budget_is_not_truncated(monkeypatch) -> None:
+    def answers_true(model, prompts, max_new_tokens):
+        return [list(b"### True") for _ in prompts]
+
+    monkeypatch.setattr(ev, "generate_batch", answers_true)
+    model = HybridTransformer(tiny_config())
+    result = evaluate_examples(model, _examples(), StageConfig("cot"), 0, max_new_tokens=8)
+    assert result.n_truncated == 0 and result.warnings() == []
+    # always "True": right on the True question, wrong on the False one
+    assert result.accuracy == 0.5
+    assert result.per_answer() == {"False": 0.0, "True": 1.0}
+    assert result.summary()["per_answer"] == {"False": 0.0, "True": 1.0}
+
+
+def test_per_answer_is_empty_for_open_ended_answers() -> None:
+    rows = [EvalRow("q", str(i), str(i), True, "", 1, 0) for i in range(6)]
+    assert EvalResult(1.0, 1.0, 0.0, 0.0, rows).per_answer() == {}
+    one_class = [EvalRow("q", "a", "a", True, "", 1, 0)] * 3
+    assert EvalResult(1.0, 1.0, 0.0, 0.0, one_class).per_answer() == {}
+
+
+def test_real_generation_respects_the_budget() -> None:
+    torch.manual_seed(0)
+    model = HybridTransformer(tiny_config())
+    result = evaluate_examples(model, _examples(), StageConfig("cot"), 0, max_new_tokens=5)
+    assert all(len(r.generated.encode()) <= 5 * 8 for r in result.rows)  # specials print longer
+    assert all(r.n_bytes <= 5 for r in result.rows)
