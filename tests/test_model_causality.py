@@ -105,3 +105,17 @@ def test_specials_are_their_own_patch():
     starts = set(layout.starts[0, : int(layout.n_patches[0])].tolist())
     for pos in (5, 6, 7, 8, 9, 20):
         assert pos in starts and pos + 1 in starts
+
+
+@pytest.mark.parametrize("length, window", [(5, 8), (16, 8), (37, 8), (130, 32)])
+def test_sliding_window_attention_equals_the_masked_computation(length, window):
+    """The blocked O(T * window) path gives what a full (T, T) window mask gives."""
+    import torch.nn.functional as F
+
+    from coconutblt.model.layers import causal_mask, sliding_window_attention
+
+    gen = torch.Generator().manual_seed(length)
+    q, k, v = (torch.randn(2, 3, length, 8, generator=gen) for _ in range(3))
+    idx = torch.arange(length).expand(2, length)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(idx, idx, window))
+    torch.testing.assert_close(sliding_window_attention(q, k, v, window), masked)

@@ -78,6 +78,34 @@ def causal_mask(
     return allowed[:, None]
 
 
+def sliding_window_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Causal attention over each query's last `window` keys (itself included), in O(T * window).
+
+    q, k, v (B, H, T, hd) -> (B, H, T, hd). Queries go in blocks of `window`; a block sees its
+    own keys and the previous block's, masked to the window, so the result is that of
+    `causal_mask(.., window)` over the whole sequence without the (T, T) score matrix.
+    """
+    B, H, T, hd = q.shape
+    W = window
+    nb = -(-T // W)  # blocks
+    pad = nb * W - T
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    qb, kb, vb = (t.view(B, H, nb, W, hd) for t in (q, k, v))  # (B, H, nb, W, hd)
+
+    def with_previous(t: torch.Tensor) -> torch.Tensor:  # (B, H, nb, 2W, hd)
+        return torch.cat([torch.cat([t.new_zeros(B, H, 1, W, hd), t[:, :, :-1]], 2), t], 3)
+
+    i = torch.arange(W, device=q.device)[:, None]
+    j = torch.arange(2 * W, device=q.device)[None, :]
+    allowed = ((j > i) & (j <= i + W)).expand(nb, W, 2 * W).clone()  # key j-W of the block
+    allowed[0, :, :W] = False  # the first block has no previous one
+    y = F.scaled_dot_product_attention(qb, with_previous(kb), with_previous(vb), attn_mask=allowed)
+    return y.reshape(B, H, nb * W, hd)[:, :, :T]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window."""
 
@@ -112,8 +140,8 @@ class Attention(nn.Module):
                 idx = torch.arange(k.shape[2], device=x.device).expand(B, -1)
                 mask = causal_mask(idx[:, past:], idx, self.window)
         elif mask is None and self.window > 0:
-            idx = torch.arange(T, device=x.device).expand(B, -1)
-            mask = causal_mask(idx, idx, self.window)
+            y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, hd)
+            return self.out(y.transpose(1, 2).reshape(B, T, C))
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
