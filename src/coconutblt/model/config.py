@@ -62,6 +62,9 @@ class ModelConfig:
     thought_head: bool = False
     next_patch_loss_weight: float = 0.0
     next_patch_temperature: float = 0.1
+    # at most this many (state, next patch) pairs per batch in that loss (0 = all): the cost is
+    # quadratic in the pairs, and a long-sequence batch holds thousands
+    next_patch_max_pairs: int = 0
     # local encoder / decoder (over bytes)
     d_local: int = 128
     local_heads: int = 4

@@ -183,8 +183,13 @@ class HybridTransformer(nn.Module):
         real = (layout.lengths[:, 1:] > 0) & ~is_thought[:, 1:]  # (B, P-1)
         if not bool(real.any()):
             return latent_out.sum() * 0.0
-        q = F.normalize(self.thought_input(latent_out[:, :-1][real]).float(), dim=-1)  # (N, D)
-        k = F.normalize(target[real].float(), dim=-1)  # (N, D)
+        q_in, k_in = latent_out[:, :-1][real], target[real]  # (N, D) each
+        cap = self.config.next_patch_max_pairs
+        if cap and len(k_in) > cap:  # an evenly spaced subset: the (N, N) logits stay small
+            keep = torch.linspace(0, len(k_in) - 1, cap, device=k_in.device).long()
+            q_in, k_in = q_in[keep], k_in[keep]
+        q = F.normalize(self.thought_input(q_in).float(), dim=-1)  # (N, D)
+        k = F.normalize(k_in.float(), dim=-1)  # (N, D)
         logits = q @ k.T / self.config.next_patch_temperature  # (N, N)
         same = (k @ k.T) > 0.9999  # (N, N) copies of one vector
         first = same.float().argmax(1)  # (N,) the first copy is the label
