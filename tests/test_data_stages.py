@@ -199,10 +199,14 @@ def test_layout_invariants(ex: Example, stage: int, cfg: StageConfig, seed: int,
 
 
 def test_collate_round_trip() -> None:
-    staged = [format_example(Example("q" * n, ["s"] * n, "a"), n, StageConfig()) for n in (1, 4, 2)]
+    staged_questions = ["q" * n for n in (1, 4, 2)]
+    staged = [
+        format_example(Example(q, ["s"] * len(q), "a"), len(q), StageConfig())
+        for q in staged_questions
+    ]
     batch = collate(staged)
     width = max(len(s.input_ids) for s in staged)
-    assert set(batch) == {"input_ids", "labels", "attention_mask"}
+    assert set(batch) == {"input_ids", "labels", "question_labels", "attention_mask"}
     for tensor in batch.values():
         assert tensor.dtype == torch.long and tensor.shape == (3, width)
     for row, s in enumerate(staged):
@@ -210,6 +214,11 @@ def test_collate_round_trip() -> None:
         assert n == len(s.input_ids)
         assert batch["input_ids"][row, :n].tolist() == s.input_ids
         assert batch["labels"][row, :n].tolist() == s.labels
+        # the reading loss covers exactly the question's bytes and its newline
+        q = batch["question_labels"][row]
+        assert q[1 : 1 + s.n_question].tolist() == s.input_ids[1 : 1 + s.n_question]
+        assert (q[0] == -100) and (q[1 + s.n_question :] == -100).all()
+        assert bytes(q[1 : s.n_question].tolist()) == staged_questions[row].encode()
         assert (batch["input_ids"][row, n:] == PAD_ID).all()
         assert (batch["labels"][row, n:] == -100).all()
         assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)

@@ -175,6 +175,16 @@ class StagedExample:
     n_latents: int
     n_skip_steps: int
     answer: str
+    n_question: int = 0  # bytes of the question text (+ its newline) right after BOS
+
+    def question_labels(self) -> list[int]:
+        """Labels for a language-model loss on the question's bytes only (-100 elsewhere).
+
+        The paper masks the question because its pretrained model already reads; a byte model
+        trained from scratch learns to read from this loss (`curriculum.question_loss_weight`).
+        """
+        q = self.input_ids[1 : 1 + self.n_question]
+        return [IGNORE_INDEX] + q + [IGNORE_INDEX] * (len(self.input_ids) - 1 - len(q))
 
 
 def format_example(
@@ -187,7 +197,8 @@ def format_example(
 ) -> StagedExample:
     """Byte ids for `example` at `stage` (counts from `stage_counts`)."""
     skip, n_latents = stage_counts(example, stage, cfg, rng, for_eval=for_eval)
-    prompt = [BOS_ID] + encode(example.question + "\n")
+    question = encode(example.question + "\n")
+    prompt = [BOS_ID] + question
     thoughts = [cfg.thought_id] * n_latents
     prompt += [START_LATENT_ID, *thoughts, END_LATENT_ID] if cfg.uses_markers else thoughts
     target = encode(_target_text(example, skip)) + [EOS_ID]
@@ -199,23 +210,32 @@ def format_example(
         n_latents=n_latents,
         n_skip_steps=skip,
         answer=example.answer,
+        n_question=len(question),
     )
 
 
 def collate(staged: list[StagedExample], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
-    """Right-padded LongTensors `input_ids`, `labels` (-100 at pads) and `attention_mask`."""
+    """Right-padded LongTensors `input_ids`, `labels` (-100 at pads), `question_labels` (the
+    question's bytes, for the optional reading loss) and `attention_mask`."""
     if not staged:
         raise ValueError("collate needs at least one example")
     width = max(len(s.input_ids) for s in staged)
     input_ids = torch.full((len(staged), width), pad_id, dtype=torch.long)
     labels = torch.full((len(staged), width), IGNORE_INDEX, dtype=torch.long)
+    question_labels = torch.full_like(labels, IGNORE_INDEX)
     mask = torch.zeros((len(staged), width), dtype=torch.long)
     for row, s in enumerate(staged):
         n = len(s.input_ids)
         input_ids[row, :n] = torch.tensor(s.input_ids, dtype=torch.long)
         labels[row, :n] = torch.tensor(s.labels, dtype=torch.long)
+        question_labels[row, :n] = torch.tensor(s.question_labels(), dtype=torch.long)
         mask[row, :n] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "question_labels": question_labels,
+        "attention_mask": mask,
+    }
 
 
 def extract_answer(generated_text: str) -> str:

@@ -24,14 +24,18 @@ class ReasoningBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_size: int = 0,
     ) -> None:
         self.examples, self.stage_cfg = examples, stage_cfg
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
+        # > 0: an epoch is this many examples of a fresh shuffle of all of them, so short
+        # curriculum stages still see new data (0 = every example once)
+        self.epoch_size = min(epoch_size, len(examples)) if epoch_size > 0 else len(examples)
 
     def __len__(self) -> int:
         """Batches per epoch (per rank): every rank sees the same number."""
-        return math.ceil(len(self.examples) / (self.batch_size * self.world_size))
+        return math.ceil(self.epoch_size / (self.batch_size * self.world_size))
 
     def order(self, epoch: int) -> list[int]:
         idx = list(range(len(self.examples)))
@@ -42,6 +46,7 @@ class ReasoningBatches:
         """Batch `index` of `epoch` for this rank, laid out at `stage`."""
         order = self.order(epoch)
         global_bs = self.batch_size * self.world_size
+        order = order[: self.epoch_size]
         chunk = order[index * global_bs : (index + 1) * global_bs]
         if len(chunk) < global_bs:  # the last batch wraps around so every rank has work
             chunk = chunk + order[: global_bs - len(chunk)]

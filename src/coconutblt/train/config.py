@@ -28,7 +28,10 @@ class DataConfig:
     synth_val_n: int = 300
     synth_args: dict[str, Any] = field(default_factory=dict)
     max_examples: int = 0  # 0 = all
-    max_val_examples: int = 300
+    # reasoning: > 0 makes an epoch this many examples drawn afresh from all of them (short
+    # curriculum stages on a large set); 0 = an epoch is every example once
+    examples_per_epoch: int = 0
+    max_val_examples: int = 0  # 0 = all
     seq_len: int = 256  # text windows, and the cap on a reasoning example's length
     holdout: float = 0.02  # text: share of the corpus kept for held-out bits-per-byte
 
@@ -58,7 +61,7 @@ class TrainingConfig:
     log_every: int = 10
     eval_every: int = 0  # text runs: steps between held-out evaluations (0 = at the end)
     save_every: int = 0  # steps between checkpoints (0 = each epoch / at the end)
-    eval_max_new_tokens: int = 64
+    eval_max_new_tokens: int = 0  # 0 = from the data: 1.5x the longest target at the stage
     num_threads: int = 0  # CPU threads (0 = torch default)
     max_steps_per_run: int = 0  # >0: checkpoint and stop after this many steps (resume later)
 
@@ -78,6 +81,9 @@ class CurriculumConfig:
     markers: bool | None = None  # None: the mode's default (coconut/pause/no_curriculum: yes)
     init_from: str = ""  # checkpoint to start from (e.g. a CoT run for stage >= 1)
     start_stage: int = 0  # curriculum modes: stage of the first epoch (1 after a CoT init)
+    # weight of a next-byte loss on the question's bytes (0 = masked, as the paper): a byte
+    # model trained from scratch learns to read the facts from it
+    question_loss_weight: float = 0.0
 
 
 @dataclass

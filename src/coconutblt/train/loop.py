@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from coconutblt.config_tree import write_yaml
@@ -108,7 +109,13 @@ class Trainer:
         if cfg.data.kind == "reasoning":
             self.data = load_reasoning(cfg)
             self.batches = ReasoningBatches(
-                self.data.train, stage_config(cfg), t.batch_size, t.seed, rank, world
+                self.data.train,
+                stage_config(cfg),
+                t.batch_size,
+                t.seed,
+                rank,
+                world,
+                cfg.data.examples_per_epoch,
             )
             self.steps_per_epoch = math.ceil(len(self.batches) / t.grad_accum)
             self.total_steps = self.steps_per_epoch * cfg.curriculum.num_epochs
@@ -249,7 +256,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _micro_loss(
-        self, input_ids: torch.Tensor, labels: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        question_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective to minimise, next-byte loss): the objective adds the auxiliary losses; the
         next-byte loss alone is what the logs, the progress bar and bits-per-byte report."""
@@ -268,6 +278,13 @@ class Trainer:
             objective = objective + t.est_loss_weight * out.estimator_loss
         if out.next_patch_loss is not None:
             objective = objective + self.cfg.model.next_patch_loss_weight * out.next_patch_loss
+        weight = self.cfg.curriculum.question_loss_weight
+        if weight > 0 and question_labels is not None:
+            objective = objective + weight * F.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(),
+                question_labels[:, 1:].to(self.device).flatten(),
+                ignore_index=-100,
+            )
         return objective, out.loss.detach()
 
     def _curriculum_starts(self, ids: torch.Tensor) -> torch.Tensor | None:
@@ -281,15 +298,15 @@ class Trainer:
             self.model, ids, None, self.state.step, steps, seed=self.cfg.training.seed
         )
 
-    def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def _optimizer_step(self, micro_batches: list[tuple[torch.Tensor, ...]]) -> float:
         """One optimizer step over micro-batches; returns the next-byte loss averaged over ranks."""
         t = self.cfg.training
         set_lr(self.optimizer, lr_at(self.state.step, self.total_steps, t))
         total, total_objective = 0.0, 0.0
-        for i, (input_ids, labels) in enumerate(micro_batches):
+        for i, micro in enumerate(micro_batches):
             if self.ctx.enabled:  # reduce gradients once, after the last micro-batch
                 self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
-            objective, loss = self._micro_loss(input_ids, labels)
+            objective, loss = self._micro_loss(*micro)
             (objective / len(micro_batches)).backward()
             total += loss.item() / len(micro_batches)
             total_objective += objective.item() / len(micro_batches)
@@ -308,15 +325,19 @@ class Trainer:
         return total
 
     # ------------------------------------------------------------------ loops
-    def fit(self) -> dict:
+    def fit(self, bar: tqdm | None = None) -> dict:
+        """Train to the end. `bar`: a caller's progress bar that spans several runs (a recipe),
+        advanced one tick per optimizer step and left open; by default the run has its own."""
         self.model.train()
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.state.step,
-            disable=not self.show_progress,
-            unit="step",
-            dynamic_ncols=True,
-        )
+        own_bar = bar is None
+        if own_bar:
+            bar = tqdm(
+                total=self.total_steps,
+                initial=self.state.step,
+                disable=not self.show_progress,
+                unit="step",
+                dynamic_ncols=True,
+            )
         try:
             summary = (
                 self._fit_reasoning(bar)
@@ -331,7 +352,8 @@ class Trainer:
                     f"interrupted: saved {self.out / 'last.pt'} at step {self.state.step}; continue with --resume"
                 )
             raise
-        bar.close()
+        if own_bar:
+            bar.close()
         if self.ctx.is_main:
             plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out))
         return summary
@@ -426,7 +448,9 @@ class Trainer:
                     self.state.batch_index, min(self.state.batch_index + t.grad_accum, n_batches)
                 )
                 batches = [self.batches.batch(epoch, i, stage) for i in idx]
-                loss = self._optimizer_step([(b["input_ids"], b["labels"]) for b in batches])
+                loss = self._optimizer_step(
+                    [(b["input_ids"], b["labels"], b["question_labels"]) for b in batches]
+                )
                 self.state.batch_index = idx[-1] + 1
                 steps_this_run += 1
                 bytes_seen += sum(int(b["n_bytes"]) for b in batches) * self.ctx.world_size
@@ -464,10 +488,13 @@ class Trainer:
                 }
             )
             if self.show_progress:
+                per_answer = "".join(f", {k} {v:.0%}" for k, v in result.per_answer().items())
                 bar.write(
-                    f"epoch {epoch} stage {stage}: val accuracy {result.accuracy:.1%}, "
+                    f"epoch {epoch} stage {stage}: val accuracy {result.accuracy:.1%}{per_answer}, "
                     f"{result.avg_bytes:.1f} bytes generated, {result.avg_thoughts:.1f} thoughts"
                 )
+                for line in result.warnings():
+                    bar.write(line)
             self.state.epoch += 1
             self.state.batch_index = 0
             if result.accuracy > self.state.best_accuracy:
