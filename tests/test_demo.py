@@ -1,5 +1,6 @@
-"""`coconutblt demo --quick`: the whole pipeline (data, CoT, Coconut from CoT, No-CoT, held-out
-comparison, files) runs end to end, and its numbers are the evaluation of the saved models."""
+"""`coconutblt demo --quick` and `coconutblt reproduce TASK --quick`: the whole pipeline (data,
+CoT, Coconut from CoT, No-CoT, comparison tables, files) runs end to end, and its numbers are
+the evaluation of the saved models."""
 
 from __future__ import annotations
 
@@ -15,20 +16,49 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    names = ["No-CoT", "CoT", "Coconut stage 1", "Coconut stage 2", "Coconut stage 3"]
+    names = ["No-CoT", "CoT", "Coconut stage 1", "Coconut stage 2", "Coconut (stage 3)"]
     for name in names:
         assert f"{name}:" in printed
-    assert "Ground truth" in printed
+    assert "Ground truth" in printed and "held-out test" in printed
 
-    results = json.loads((out / "results.json").read_text())["results"]
-    assert list(results) == names
-    # the prompt follows from the format: Coconut stage k replaces k steps with k thoughts
-    for k in (1, 2, 3):
-        assert results[f"Coconut stage {k}"]["avg_thoughts"] == float(k)
-    assert results["CoT"]["avg_thoughts"] == results["No-CoT"]["avg_thoughts"] == 0.0
-    for r in results.values():
-        assert 0.0 <= r["accuracy"] <= 1.0
+    payload = json.loads((out / "results.json").read_text())
+    for table in ("validation", "held-out test"):
+        results = payload["results"][table]
+        assert list(results) == names
+        # the prompt follows from the format: Coconut stage k replaces k steps with k thoughts
+        for k, name in enumerate(names[2:], start=1):
+            assert results[name]["avg_thoughts"] == float(k)
+        assert results["CoT"]["avg_thoughts"] == results["No-CoT"]["avg_thoughts"] == 0.0
+        for r in results.values():
+            assert 0.0 <= r["accuracy"] <= 1.0
     for name in ("cot", "coconut", "no_cot"):
         assert (out / name / "final.pt").is_file() and (out / name / "metrics.png").is_file()
     assert (out / "comparison.png").stat().st_size > 0
-    assert "| method |" in (out / "results.md").read_text()
+    assert (out / "curves.png").stat().st_size > 0
+    md = (out / "results.md").read_text()
+    assert "| method |" in md and "coconutblt train " in md
+
+    # a second call resumes: every run is finished, so nothing trains and the table is the same
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())["results"]
+    assert again == payload["results"] | {
+        k: {
+            n: {**v, "seconds_per_example": again[k][n]["seconds_per_example"]}
+            for n, v in t.items()
+        }
+        for k, t in payload["results"].items()
+    }
+
+
+def test_reproduce_refuses_an_occupied_folder(tmp_path, capsys):
+    out = tmp_path / "r"
+    (out / "cot").mkdir(parents=True)
+    (out / "cot" / "last.pt").write_bytes(b"x")
+    assert main(["reproduce", "chain", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_reproduce_unknown_recipe(capsys):
+    assert main(["reproduce", "nosuchtask"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchtask" in err and "prontoqa" in err

@@ -15,6 +15,7 @@ from coconutblt.errors import UserError
 
 COMMAND_MODULES = [
     "coconutblt.commands.demo",
+    "coconutblt.commands.reproduce",
     "coconutblt.commands.train",
     "coconutblt.commands.evaluate",
     "coconutblt.commands.generate",

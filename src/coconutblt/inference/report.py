@@ -6,18 +6,34 @@ from __future__ import annotations
 from coconutblt.inference.evaluate import EvalResult
 
 
-def comparison_table(results: list[tuple[str, EvalResult]], markdown: bool = False) -> str:
-    head = ("method", "accuracy", "bytes generated", "thoughts", "ms / example")
-    rows = [
-        (
+def comparison_table(
+    results: list[tuple[str, EvalResult]],
+    markdown: bool = False,
+    paper: dict[str, float | None] | None = None,
+) -> str:
+    """One row per method; `paper` (method -> accuracy %) adds the published number beside it,
+    and answer classes (True/False) get a column of per-class accuracy."""
+    head = ["method", "accuracy", "bytes generated", "thoughts", "ms / example"]
+    per_class = any(r.per_answer() for _, r in results)
+    if per_class:
+        head.append("per answer")
+    if paper is not None:
+        head.append("paper")
+    rows = []
+    for name, r in results:
+        row = [
             name,
             f"{r.accuracy:.1%}",
             f"{r.avg_bytes:.1f}",
             f"{r.avg_thoughts:.1f}",
             f"{r.seconds_per_example * 1e3:.1f}",
-        )
-        for name, r in results
-    ]
+        ]
+        if per_class:
+            row.append(" ".join(f"{k} {v:.0%}" for k, v in r.per_answer().items()))
+        if paper is not None:
+            value = paper.get(name)
+            row.append("" if value is None else f"{value:.1f}%")
+        rows.append(tuple(row))
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
