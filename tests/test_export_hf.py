@@ -46,6 +46,7 @@ CONFIGS = {
         use_byte_patch_attention=True,
         ngram_sizes=[2, 3],
         ngram_buckets=64,
+        ngram_case_fold=True,
         latent_module_every=1,
         c_thought=3,
         cross_attn_k=3,

@@ -38,6 +38,9 @@ CONFIGS = {
     ),
     "entropy-learned": dict(patcher="entropy", entropy_patcher=dict(estimator="learned")),
     "ngram-maxpool": dict(ngram_sizes=[2, 3, 4], ngram_buckets=64, pooling="max"),
+    "ngram-casefold-window": dict(
+        patcher="space", ngram_sizes=[3, 4], ngram_buckets=64, ngram_case_fold=True, local_window=4
+    ),
     "latent-module-xattn": dict(
         patcher="space", latent_module_every=1, use_byte_patch_attention=True
     ),

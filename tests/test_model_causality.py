@@ -119,3 +119,20 @@ def test_sliding_window_attention_equals_the_masked_computation(length, window):
     idx = torch.arange(length).expand(2, length)
     masked = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(idx, idx, window))
     torch.testing.assert_close(sliding_window_attention(q, k, v, window), masked)
+
+
+def test_case_folded_ngrams_share_embeddings_across_case():
+    """With ngram_case_fold, "Sterpuses" and "sterpuses" differ only in the first byte's own
+    embedding: every n-gram hash is the same."""
+    from coconutblt.model.local import fold_ascii_case
+
+    ids = torch.tensor([list(b"AZaz@[`{09")])
+    assert bytes(fold_ascii_case(ids)[0].tolist()) == b"azaz@[`{09"
+    model = HybridTransformer(
+        tiny_config(ngram_sizes=[3, 4], ngram_buckets=64, ngram_case_fold=True)
+    )
+    upper, lower = (torch.tensor([list(w)]) for w in (b"Sterpuses", b"sterpuses"))
+    diff = model.encoder.embed_bytes(upper) - model.encoder.embed_bytes(lower)  # (1, 9, dl)
+    expected = model.encoder.embed(upper[:, :1]) - model.encoder.embed(lower[:, :1])
+    torch.testing.assert_close(diff[:, :1], expected)
+    assert diff[:, 1:].abs().max() == 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 
 from coconutblt.data.vocab import LATENT_ID, PAD_ID
-from coconutblt.model.local import ngram_hashes
 from coconutblt.model.patching import (
     PatchLayout,
     entropy_from_logits,
@@ -160,9 +159,7 @@ class DecodeState:
     def _encode(self, ids: torch.Tensor, positions, mask, context) -> torch.Tensor:
         """ids (b, T) -> byte states (b, T, dl), as `LocalEncoder.byte_states` with a mask."""
         enc = self.model.encoder
-        x = enc.embed(ids)
-        for n, table in zip(self.cfg.ngram_sizes, enc.ngram_embeds, strict=True):
-            x = x + table(ngram_hashes(ids, n, self.cfg.ngram_buckets, context))
+        x = enc.embed_bytes(ids, context)
         for block, cache in zip(enc.blocks, self.bytes.views[: len(enc.blocks)], strict=True):
             x = block(x, positions, mask, cache)
         return x

@@ -74,6 +74,7 @@ class ModelConfig:
     local_window: int = 0  # 0 = full causal attention over bytes; >0 = sliding window
     ngram_sizes: list[int] = field(default_factory=list)  # e.g. [3, 4, 5]
     ngram_buckets: int = 4096
+    ngram_case_fold: bool = False  # hash n-grams of case-folded ASCII ("Every"/"every" share)
     pooling: Literal["mean", "max"] = "mean"
     use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
     cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over

@@ -38,6 +38,12 @@ def ngram_hashes(
     return h
 
 
+def fold_ascii_case(ids: torch.Tensor) -> torch.Tensor:
+    """ids with ASCII 'A'..'Z' mapped to 'a'..'z' (other ids unchanged)."""
+    upper = (ids >= 65) & (ids <= 90)
+    return torch.where(upper, ids + 32, ids)
+
+
 class LocalEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -67,6 +73,20 @@ class LocalEncoder(nn.Module):
         )
         self.to_latent = nn.Linear(dl, cfg.d_model, bias=False)
 
+    def embed_bytes(self, ids: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, T) -> (B, T, d_local): byte embeddings plus hashed n-gram embeddings.
+
+        `context` = the ids just before `ids` (one-step decoding). With `ngram_case_fold` the
+        n-grams hash ASCII letters case-folded, so "Sterpuses" and "sterpus" share them.
+        """
+        x = self.embed(ids)
+        if self.cfg.ngram_case_fold:
+            ids = fold_ascii_case(ids)
+            context = fold_ascii_case(context) if context is not None else None
+        for n, table in zip(self.cfg.ngram_sizes, self.ngram_embeds, strict=True):
+            x = x + table(ngram_hashes(ids, n, self.cfg.ngram_buckets, context))
+        return x
+
     def byte_states(
         self,
         ids: torch.Tensor,
@@ -75,9 +95,7 @@ class LocalEncoder(nn.Module):
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ids (B, T) -> byte states (B, T, d_local); `context` = earlier ids for n-gram hashes."""
-        x = self.embed(ids)
-        for n, table in zip(self.cfg.ngram_sizes, self.ngram_embeds, strict=True):
-            x = x + table(ngram_hashes(ids, n, self.cfg.ngram_buckets, context))
+        x = self.embed_bytes(ids, context)
         for i, block in enumerate(self.blocks):
             x = block(x, positions, cache=caches[i] if caches else None)
         return x
