@@ -122,3 +122,18 @@ def test_throughput_plan_follows_flops_per_byte(capsys):
     cfg = ModelConfig.from_yaml("configs/model_1b.yaml")
     expect = 100e12 * 0.5 / flops_per_byte(cfg, 4096, 4.5)
     assert int(row.split()[2].replace(",", "")) == round(expect)
+
+
+def test_train_without_a_preset_takes_overrides_only(tmp_path, capsys):
+    """`coconutblt train key=value ... --out DIR`: the dataclass defaults are the base, as the
+    lines `coconutblt reproduce` writes to results.md."""
+    from tests.conftest import TINY_RUN_MODEL
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 50)
+    args = ["train", *TINY_RUN_MODEL, "data.kind=text", f"data.train=[{corpus}]", "data.seq_len=64"]
+    args += ["training.steps=2", "training.batch_size=2", "--out", str(tmp_path / "run")]
+    assert main([*args, "--no-progress"]) == 0
+    saved = load_run_config(str(tmp_path / "run" / "config.yaml"))
+    assert saved.model.d_model == 32 and saved.training.steps == 2
+    assert saved.training.lr == load_run_config(None).training.lr  # default, no preset

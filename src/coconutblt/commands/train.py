@@ -1,4 +1,6 @@
-"""`coconutblt train CONFIG.yaml key=value ... --out DIR [--resume]`."""
+"""`coconutblt train [CONFIG.yaml] key=value ... --out DIR [--resume]`.
+
+Without a preset the dataclass defaults are the base (as `coconutblt reproduce` runs them)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train", help="train from a YAML preset (text pretraining or the Coconut curriculum)"
     )
-    p.add_argument("config", help="YAML preset, e.g. configs/tiny.yaml")
+    p.add_argument("config", help="YAML preset, e.g. configs/tiny.yaml (optional: overrides only)")
     p.add_argument(
         "overrides", nargs="*", help="dotted overrides, e.g. data.train=[a.json] training.lr=3e-4"
     )
@@ -26,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from coconutblt.train.config import load_run_config
     from coconutblt.train.loop import Trainer
 
-    cfg = load_run_config(args.config, args.overrides)
+    config, overrides = args.config, list(args.overrides)
+    if "=" in config and not config.endswith((".yaml", ".yml")):  # no preset, overrides only
+        config, overrides = None, [config, *overrides]
+    cfg = load_run_config(config, overrides)
     trainer = Trainer(cfg, args.out, resume=args.resume, show_progress=not args.no_progress)
     try:
         if trainer.ctx.is_main:

@@ -26,10 +26,7 @@ def plot_comparison(results, path: Path, title: str = "") -> Path:
         ax.tick_params(axis="x", labelsize=7, rotation=20)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_validation_curves(runs: dict[str, Path], path: Path, title: str = "") -> Path:
@@ -56,6 +53,12 @@ def plot_validation_curves(runs: dict[str, Path], path: Path, title: str = "") -
     ax.legend()
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
