@@ -36,7 +36,14 @@ def test_quick_recipe_on_real_validation(task, shared_data, tmp_path, capsys):
     md = (out / "results.md").read_text()
     for label, value in recipe.paper.items():
         assert f"{value:.1f}%" in md, label
-    assert md.count("coconutblt train ") == 3 and "curriculum.init_from=" in md
+    warm = bool(recipe.warmup.synth_task)
+    assert md.count("coconutblt train ") == 3 + warm and "curriculum.init_from=" in md
+    if warm:  # CoT and No-CoT start from the warm-up's weights, Coconut from CoT's
+        warm_final = str(out / "warmup" / "final.pt")
+        assert payload["commands"]["cot"].count(warm_final) == 1
+        assert payload["commands"]["no_cot"].count(warm_final) == 1
+        assert warm_final not in payload["commands"]["coconut"]
+        assert (out / "data" / "warmup_train.jsonl").is_file()
     assert f"{recipe.paper['Coconut']:.1f}%" in printed
     for name in ("no_cot", "cot", "coconut"):
         assert (out / name / "final.pt").is_file()
@@ -47,7 +54,15 @@ def test_quick_recipe_on_real_validation(task, shared_data, tmp_path, capsys):
 
 
 def test_missing_data_dir_is_one_line(tmp_path, capsys):
-    args = ["reproduce", "prontoqa", "--quick", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    args = [
+        "reproduce",
+        "prontoqa",
+        "--quick",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and len(err.strip().splitlines()) == 1

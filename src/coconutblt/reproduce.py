@@ -24,7 +24,7 @@ from coconutblt.train.config import RunConfig, load_run_config
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 METHODS = ("cot", "coconut", "no_cot")
-LABELS = {"no_cot": "No-CoT", "cot": "CoT", "coconut": "Coconut"}
+LABELS = {"warmup": "Warm-up", "no_cot": "No-CoT", "cot": "CoT", "coconut": "Coconut"}
 
 
 @dataclass
@@ -46,6 +46,22 @@ class RecipeData:
 
 
 @dataclass
+class WarmupRecipe:
+    """An optional first run on short synthetic problems of the same kind, written steps
+    included (mode cot), whose weights CoT and No-CoT both start from.
+
+    Why: the paper's GPT-2 arrives able to copy from its context; a byte model from scratch
+    must first grow that skill, and it grows in fewer optimizer steps on short questions with
+    few facts than on the full task (measured in benchmarks/RESULTS.md)."""
+
+    synth_task: str = ""  # "" = no warm-up
+    synth_n: int = 0
+    synth_val_n: int = 100
+    synth_args: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # on top of common
+
+
+@dataclass
 class QuickRecipe:
     """What `--quick` changes: overrides on top of each section, and smaller data."""
 
@@ -54,6 +70,7 @@ class QuickRecipe:
     coconut: dict[str, Any] = field(default_factory=dict)
     no_cot: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    warmup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +80,7 @@ class Recipe:
     paper: dict[str, float] = field(default_factory=dict)  # Table 1: method label -> accuracy %
     chance: float = 0.0  # accuracy of guessing, for the table's note (0 = not printed)
     data: RecipeData = field(default_factory=RecipeData)
+    warmup: WarmupRecipe = field(default_factory=WarmupRecipe)
     common: dict[str, Any] = field(default_factory=dict)  # dotted overrides for every method
     cot: dict[str, Any] = field(default_factory=dict)
     coconut: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +107,7 @@ def load_recipe(task: str, quick: bool = False) -> Recipe:
         for name in ("common", *METHODS):
             setattr(recipe, name, {**getattr(recipe, name), **getattr(q, name)})
         recipe.data = merge_into(recipe.data, q.data, "quick.data", str(path))
+        recipe.warmup = merge_into(recipe.warmup, q.warmup, "quick.warmup", str(path))
     return recipe
 
 
@@ -119,12 +138,26 @@ class Prepared:
     train: Path
     val: Path
     tests: dict[str, Path]  # label -> file, evaluated after validation
+    warmup: tuple[Path, Path] | None = None  # (train, val) of the warm-up run
+
+
+def _synthesize_once(task: str, sizes: dict[str, int], seed: int, args: dict, folder: Path):
+    """Write `folder/NAME.jsonl` for each (name, size) from one seeded draw, unless present."""
+    from coconutblt.data.synth import synthesize, write_examples
+
+    paths = {name: folder / f"{name}.jsonl" for name in sizes}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    examples = synthesize(task, sum(sizes.values()), seed=seed, **args)
+    start = 0
+    for name, size in sizes.items():
+        write_examples(examples[start : start + size], paths[name])
+        start += size
+    return paths
 
 
 def prepare_data(recipe: Recipe, data_dir: Path, out: Path, tests: list[str]) -> Prepared:
     """Resolve the recipe's files, synthesizing what it asks for into OUT/data."""
-    from coconutblt.data.synth import synthesize, write_examples
-
     d = recipe.data
     test_files = {f"test {Path(t).name}": Path(t) for t in tests}
     for path in test_files.values():
@@ -136,18 +169,12 @@ def prepare_data(recipe: Recipe, data_dir: Path, out: Path, tests: list[str]) ->
     else:
         if not d.synth_task:
             raise UserError(f"recipe {recipe.task}: data needs `train` or `synth_task`")
-        train = out / "data" / "train.jsonl"
-        if not train.is_file():
-            total = d.synth_n + (0 if real_val else d.synth_val_n) + d.synth_test_n
-            examples = synthesize(d.synth_task, total, seed=d.seed, **d.synth_args)
-            parts = {"train": examples[: d.synth_n]}
-            rest = examples[d.synth_n :]
-            if not real_val:
-                parts["val"], rest = rest[: d.synth_val_n], rest[d.synth_val_n :]
-            if d.synth_test_n:
-                parts["test"] = rest
-            for name, part in parts.items():
-                write_examples(part, out / "data" / f"{name}.jsonl")
+        sizes = {"train": d.synth_n}
+        if not real_val:
+            sizes["val"] = d.synth_val_n
+        if d.synth_test_n:
+            sizes["test"] = d.synth_test_n
+        train = _synthesize_once(d.synth_task, sizes, d.seed, d.synth_args, out / "data")["train"]
         if d.synth_test_n:
             test_files = {"held-out test": out / "data" / "test.jsonl", **test_files}
     val = real_val if real_val else out / "data" / "val.jsonl"
@@ -157,23 +184,40 @@ def prepare_data(recipe: Recipe, data_dir: Path, out: Path, tests: list[str]) ->
                 f"recipe {recipe.task}: {what} file {path} not found; point --data-dir at the "
                 "folder that holds it"
             )
-    return Prepared(train, val, test_files)
+    warmup = None
+    w = recipe.warmup
+    if w.synth_task:
+        sizes = {"warmup_train": w.synth_n, "warmup_val": w.synth_val_n}
+        files = _synthesize_once(w.synth_task, sizes, d.seed + 1, w.synth_args, out / "data")
+        warmup = (files["warmup_train"], files["warmup_val"])
+    return Prepared(train, val, test_files, warmup)
 
 
 def plan_methods(recipe: Recipe, data: Prepared, out: Path, extra: list[str]) -> list[MethodRun]:
-    """The three runs in training order; Coconut starts from CoT's final weights at stage 1."""
-    shared = [_override_text(k, v) for k, v in recipe.common.items()]
-    shared += [f"data.train=[{data.train}]", f"data.val=[{data.val}]"]
+    """The runs in training order: the warm-up (if any), then CoT and No-CoT from it, and
+    Coconut from CoT's final weights at stage 1."""
+    common = [_override_text(k, v) for k, v in recipe.common.items()]
+    shared = [*common, f"data.train=[{data.train}]", f"data.val=[{data.val}]"]
     if recipe.data.max_train:
         shared.append(f"data.max_examples={recipe.data.max_train}")
     if recipe.data.train_val_n:
         shared.append(f"data.max_val_examples={recipe.data.train_val_n}")
     runs = []
+    if data.warmup is not None:
+        train, val = data.warmup
+        own = [_override_text(k, v) for k, v in recipe.warmup.overrides.items()]
+        overrides = [*common, f"data.train=[{train}]", f"data.val=[{val}]", "curriculum.mode=cot"]
+        overrides += [*own, *extra]
+        runs.append(
+            MethodRun("warmup", out / "warmup", overrides, load_run_config(None, overrides))
+        )
     for name in METHODS:
         own = [_override_text(k, v) for k, v in getattr(recipe, name).items()]
         mode = [f"curriculum.mode={name}"]
         if name == "coconut":
             mode += [f"curriculum.init_from={out / 'cot' / 'final.pt'}", "curriculum.start_stage=1"]
+        elif data.warmup is not None:
+            mode += [f"curriculum.init_from={out / 'warmup' / 'final.pt'}"]
         overrides = [*shared, *mode, *own, *extra]
         runs.append(MethodRun(name, out / name, overrides, load_run_config(None, overrides)))
     return runs
@@ -252,8 +296,9 @@ def evaluate_runs(
         ckpt = read_checkpoint(path)
         cfg = run_config_from_dict(ckpt["run_config"], source=str(path))
         model = model_from_checkpoint(ckpt, path)
+        budget = cfg.training.eval_max_new_tokens  # 0: derived from the data
         result = evaluate_examples(
-            model, examples, stage_config(cfg), int(ckpt["stage"]), batch_size
+            model, examples, stage_config(cfg), int(ckpt["stage"]), batch_size, budget
         )
         results.append((label, result))
     return results
