@@ -280,20 +280,19 @@ def evaluate_runs(
     from coconutblt.train.config import run_config_from_dict, stage_config
 
     by_name = {r.name: r for r in runs}
+    coconut = by_name["coconut"].out
+    final = read_checkpoint(coconut / "final.pt")
+    final_stage = int(final["stage"])
+    stages = sorted(int(p.stem[5:]) for p in coconut.glob("stage*.pt") if p.stem[5:].isdigit())
     paths = [
         ("No-CoT", by_name["no_cot"].out / "final.pt"),
         ("CoT", by_name["cot"].out / "final.pt"),
+        *((f"Coconut stage {k}", coconut / f"stage{k}.pt") for k in stages if k < final_stage),
+        (f"Coconut (stage {final_stage})", coconut / "final.pt"),
     ]
-    coconut = by_name["coconut"]
-    final_stage = int(read_checkpoint(coconut.out / "final.pt")["stage"])
-    stages = sorted(int(p.stem[5:]) for p in coconut.out.glob("stage*.pt") if p.stem[5:].isdigit())
-    paths += [
-        (f"Coconut stage {k}", coconut.out / f"stage{k}.pt") for k in stages if k < final_stage
-    ]
-    paths.append((f"Coconut (stage {final_stage})", coconut.out / "final.pt"))
     results = []
     for label, path in paths:
-        ckpt = read_checkpoint(path)
+        ckpt = final if path == coconut / "final.pt" else read_checkpoint(path)
         cfg = run_config_from_dict(ckpt["run_config"], source=str(path))
         model = model_from_checkpoint(ckpt, path)
         budget = cfg.training.eval_max_new_tokens  # 0: derived from the data

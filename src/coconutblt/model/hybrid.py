@@ -43,6 +43,14 @@ class HybridOutput:
     next_patch_loss: torch.Tensor | None = None
 
 
+def next_id_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of row t's logits (B, T, V) against labels[t+1] (B, T), over the
+    labels that are not -100."""
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+    )
+
+
 class HybridTransformer(nn.Module):
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -145,17 +153,10 @@ class HybridTransformer(nn.Module):
         latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout)  # (B, T, D)
         logits = self.lm_head(self.decoder(h, context, byte_pos))  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-            )
+        loss = next_id_loss(logits, labels) if labels is not None else None
         est_loss = None
         if est_logits is not None:
-            targets = input_ids[:, 1:].masked_fill(input_ids[:, 1:] == PAD_ID, -100)
-            est_loss = F.cross_entropy(
-                est_logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100
-            )
+            est_loss = next_id_loss(est_logits, input_ids.masked_fill(input_ids == PAD_ID, -100))
         next_patch_loss = None
         if labels is not None and cfg.next_patch_loss_weight > 0:
             next_patch_loss = self.next_patch_loss(latent_out, patches, layout, is_thought)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from coconutblt.config_tree import write_yaml
 from coconutblt.data.stages import scheduled_stage
 from coconutblt.errors import UserError
 from coconutblt.model import HybridTransformer
+from coconutblt.model.hybrid import next_id_loss
 from coconutblt.train.batches import ReasoningBatches
 from coconutblt.train.checkpoint import model_checkpoint, read_checkpoint, save_atomic
 from coconutblt.train.config import RunConfig, run_config_from_dict, stage_config
@@ -280,11 +280,8 @@ class Trainer:
             objective = objective + self.cfg.model.next_patch_loss_weight * out.next_patch_loss
         weight = self.cfg.curriculum.question_loss_weight
         if weight > 0 and question_labels is not None:
-            objective = objective + weight * F.cross_entropy(
-                out.logits[:, :-1].flatten(0, 1).float(),
-                question_labels[:, 1:].to(self.device).flatten(),
-                ignore_index=-100,
-            )
+            reading = next_id_loss(out.logits, question_labels.to(self.device))
+            objective = objective + weight * reading
         return objective, out.loss.detach()
 
     def _curriculum_starts(self, ids: torch.Tensor) -> torch.Tensor | None:
