@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from coconutblt.errors import UserError
+from coconutblt.errors import ConfigValueError, UserError
 
 T = TypeVar("T")
 
@@ -47,7 +47,10 @@ def merge_into(obj: T, values: dict[str, Any], where: str, source: str) -> T:
             changes[key] = merge_into(current, value, dotted, source)
         else:
             changes[key] = _coerce(value, types[key], dotted, source)
-    return dataclasses.replace(obj, **changes)
+    try:  # a dataclass's own checks (`__post_init__`) name their key within it
+        return dataclasses.replace(obj, **changes)
+    except ConfigValueError as exc:
+        raise exc.within(where, source) from None
 
 
 def _coerce(value: Any, tp: Any, dotted: str, source: str) -> Any:
@@ -131,7 +134,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"command line: override '{item}' must look like key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise UserError(
+                f"command line: override '{item}' is not a valid value ({problem}); close "
+                "brackets and quotes, e.g. data.train=[a.json] or data.train=['my file.json']"
+            ) from None
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -50,12 +50,9 @@ def synth(args: argparse.Namespace) -> int:
         options = json.loads(args.args)
     except json.JSONDecodeError as exc:
         raise UserError(f"--args is not JSON ({exc.msg}); e.g. --args '{{\"hops\": 4}}'") from None
-    try:
-        examples = synthesize(args.task, args.n, seed=args.seed, **options)
-    except TypeError as exc:
-        raise UserError(
-            f"--args: {exc}; see the generator's options in coconutblt.data.synth"
-        ) from None
+    if not isinstance(options, dict):
+        raise UserError(f"--args must be a JSON object, got {args.args!r}; e.g. '{{\"hops\": 4}}'")
+    examples = synthesize(args.task, args.n, seed=args.seed, **options)
     path = write_examples(examples, args.out)
     print(f"wrote {len(examples)} {args.task} examples to {path}")
     return 0

@@ -38,7 +38,7 @@ def default_corpus_files(limit: int = 400) -> list[Path]:
     files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
     if not files:
         raise UserError(
-            f"{stdlib}: no Python sources found for the default corpus; pass --data PATH"
+            f"{stdlib}: no Python sources found for the default corpus; pass text files or folders"
         )
     return files[:limit]
 
@@ -63,21 +63,24 @@ def corpus_files(paths: Iterable[str | Path] | None) -> list[Path]:
                 )
             files.extend(found)
         else:
-            raise UserError(
-                f"{p}: no such file or directory; pass existing text files or folders with --data"
-            )
+            raise UserError(f"{p}: no such file or directory; pass existing text files or folders")
     return files
 
 
 def read_corpus(paths: Iterable[str | Path] | None = None, max_bytes: int | None = None) -> bytes:
-    """All files' bytes joined with a newline, optionally capped at `max_bytes`."""
+    """All files' bytes joined with a newline, optionally capped at `max_bytes`. Files that
+    are all empty are a `UserError`."""
     chunks, total = [], 0
-    for f in corpus_files(paths):
+    files = corpus_files(paths)
+    for f in files:
         data = f.read_bytes()
         chunks.append(data)
         total += len(data) + 1
         if max_bytes is not None and total >= max_bytes:
             break
+    if not any(chunks):
+        names = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        raise UserError(f"{names}: {len(files)} file(s), all empty; pass files that hold text")
     blob = b"\n".join(chunks)
     return blob[:max_bytes] if max_bytes is not None else blob
 

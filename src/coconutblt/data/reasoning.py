@@ -258,8 +258,8 @@ def _detect(path: Path, text: str) -> str:
     if "||" in first:
         return "icot"
     raise UserError(
-        f"{path}: cannot tell the data format; use a .json/.jsonl/.txt file or pass "
-        f"format= one of {', '.join(FORMATS[1:])}"
+        f"{path}: cannot tell the data format; name it .json (a list of question/steps/answer "
+        "objects), .jsonl (one object a line) or .txt (question||steps #### answer lines)"
     )
 
 
@@ -272,6 +272,8 @@ def load_examples(path: str | Path, format: str = "auto") -> list[Example]:
         raise UserError(f"unknown data format {format!r}; use one of {', '.join(FORMATS)}")
     path = Path(path)
     text = _read_text(path)
+    if not text.strip():
+        raise UserError(f"{path}: no examples in the file (it is empty); give a file of examples")
     layout = "icot" if format == "icot" else _detect(path, text)
     if format in ("coconut", "gsm8k") and layout == "icot":
         layout = "json" if text.lstrip().startswith("[") else "jsonl"

@@ -388,7 +388,15 @@ def synthesize(task: str, n: int, seed: int = 0, **kwargs) -> list[Example]:
     """`n` examples of a registered task; `kwargs` are the generator's options."""
     if task not in TASKS:
         raise UserError(f"unknown synthetic task {task!r}; use one of {', '.join(TASKS)}")
-    return TASKS[task](n, seed=seed, **kwargs)
+    if n < 1:
+        raise UserError(f"synthetic task {task}: asked for {n} examples; ask for at least 1")
+    try:
+        return TASKS[task](n, seed=seed, **kwargs)
+    except (TypeError, ValueError) as exc:  # an unknown option or a value out of its range
+        raise UserError(
+            f"synthetic task {task}: {exc}; fix the generator options (--args of `data synth`, "
+            "data.synth_args of `train`), see coconutblt.data.synth"
+        ) from None
 
 
 def _icot_line(example: Example) -> str:

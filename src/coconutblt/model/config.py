@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coconutblt.data.vocab import VOCAB_SIZE
+from coconutblt.errors import check_config
 
 
 @dataclass
@@ -18,6 +19,16 @@ class EntropyModelConfig:
     n_heads: int = 2
     mlp_ratio: float = 4.0
     window: int = 0  # 0 = full causal attention; >0 = sliding window over bytes
+
+    def __post_init__(self) -> None:
+        check_config(_attention_checks(self.d_model, self.n_heads, "d_model", "n_heads"))
+        check_config(
+            [
+                (self.n_layers >= 1, "n_layers", f"must be >= 1, got {self.n_layers}"),
+                (self.mlp_ratio > 0, "mlp_ratio", f"must be > 0, got {self.mlp_ratio}"),
+                (self.window >= 0, "window", f"must be >= 0 (0 = full), got {self.window}"),
+            ]
+        )
 
 
 @dataclass
@@ -36,6 +47,10 @@ class EntropyPatcherConfig:
     threshold: float = 1.5
     relative_threshold: float = 0.3
     model: EntropyModelConfig = field(default_factory=EntropyModelConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = _merge(EntropyModelConfig(), self.model, where="model")
 
 
 @dataclass
@@ -87,22 +102,50 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):
-            self.entropy_patcher = _merge(EntropyPatcherConfig(), self.entropy_patcher)
-        if isinstance(self.entropy_patcher.model, dict):
-            self.entropy_patcher.model = _merge(EntropyModelConfig(), self.entropy_patcher.model)
-        checks = [
-            (self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads"),
-            (self.d_local % self.local_heads == 0, "d_local must be divisible by local_heads"),
-            ((self.d_model // self.n_heads) % 2 == 0, "latent head dim must be even (RoPE)"),
-            ((self.d_local // self.local_heads) % 2 == 0, "local head dim must be even (RoPE)"),
-            (self.max_patch_size >= 1, "max_patch_size must be >= 1"),
-            (self.patch_size >= 1, "patch_size must be >= 1"),
-            (self.vocab_size >= VOCAB_SIZE, f"vocab_size must be >= {VOCAB_SIZE}"),
-            (self.cross_attn_k >= 1, "cross_attn_k must be >= 1"),
+            self.entropy_patcher = _merge(
+                EntropyPatcherConfig(), self.entropy_patcher, where="entropy_patcher"
+            )
+        check_config(_attention_checks(self.d_model, self.n_heads, "d_model", "n_heads"))
+        check_config(_attention_checks(self.d_local, self.local_heads, "d_local", "local_heads"))
+        positive = ["max_seq_len", "n_layers", "d_model", "d_local", "ngram_buckets", "c_thought"]
+        at_least_0 = [
+            "latent_module_every",
+            "latent_module_dim",
+            "next_patch_loss_weight",
+            "next_patch_max_pairs",
+            "encoder_layers",
+            "decoder_layers",
+            "local_window",
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"ModelConfig: {msg}")
+        above_0 = ["mlp_ratio", "local_mlp_ratio", "rope_theta", "norm_eps", "init_std"]
+        above_0 += ["next_patch_temperature"]
+        check_config(
+            [(getattr(self, k) >= 1, k, f"must be >= 1, got {getattr(self, k)}") for k in positive]
+            + [
+                (getattr(self, k) >= 0, k, f"must be >= 0, got {getattr(self, k)}")
+                for k in at_least_0
+            ]
+            + [(getattr(self, k) > 0, k, f"must be > 0, got {getattr(self, k)}") for k in above_0]
+            + [
+                (
+                    self.vocab_size >= VOCAB_SIZE,
+                    "vocab_size",
+                    f"must be >= {VOCAB_SIZE} (256 bytes + special ids), got {self.vocab_size}",
+                ),
+                (self.patch_size >= 1, "patch_size", f"must be >= 1, got {self.patch_size}"),
+                (
+                    self.max_patch_size >= 1,
+                    "max_patch_size",
+                    f"must be >= 1, got {self.max_patch_size}",
+                ),
+                (self.cross_attn_k >= 1, "cross_attn_k", f"must be >= 1, got {self.cross_attn_k}"),
+                (
+                    all(n >= 1 for n in self.ngram_sizes),
+                    "ngram_sizes",
+                    f"n-gram sizes must be >= 1, got {self.ngram_sizes}",
+                ),
+            ]
+        )
 
     @property
     def patch_cap(self) -> int:
@@ -133,6 +176,27 @@ class ModelConfig:
         from coconutblt.config_tree import to_dict
 
         return to_dict(self)
+
+
+def _attention_checks(dim: int, heads: int, dim_key: str, heads_key: str):
+    """Heads that split the width into even-sized (RoPE) heads."""
+    if heads < 1:
+        return [(False, heads_key, f"must be >= 1, got {heads}")]
+    even = [d for d in range(heads, 0, -1) if dim % d == 0 and (dim // d) % 2 == 0]
+    hint = f"; e.g. {heads_key}={even[0]}" if even else f"; pick an even {dim_key}"
+    return [
+        (dim >= 1, dim_key, f"must be >= 1, got {dim}"),
+        (
+            dim % heads == 0,
+            heads_key,
+            f"{dim_key}={dim} is not divisible by {heads_key}={heads}{hint}",
+        ),
+        (
+            (dim // heads) % 2 == 0,
+            heads_key,
+            f"head size {dim_key}/{heads_key} = {dim // heads} must be even (RoPE){hint}",
+        ),
+    ]
 
 
 def _merge(obj, values, source: str = "config", where: str = ""):

@@ -6,11 +6,14 @@ an unknown key anywhere is a one-line error naming it and the valid keys.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coconutblt.config_tree import merge_into, parse_overrides, read_yaml, to_dict
 from coconutblt.data.stages import StageConfig
+from coconutblt.errors import check_config
 from coconutblt.model.config import ModelConfig
 
 
@@ -34,6 +37,20 @@ class DataConfig:
     max_val_examples: int = 0  # 0 = all
     seq_len: int = 256  # text windows, and the cap on a reasoning example's length
     holdout: float = 0.02  # text: share of the corpus kept for held-out bits-per-byte
+
+    def __post_init__(self) -> None:
+        check_config(
+            _at_least(self, 1, "synth_n", "synth_val_n")
+            + _at_least(self, 0, "max_examples", "examples_per_epoch", "max_val_examples")
+            + _at_least(self, 0, "seq_len")
+            + [
+                (
+                    0 <= self.holdout < 1,
+                    "holdout",
+                    f"is a share of the corpus in [0, 1), got {self.holdout}",
+                )
+            ]
+        )
 
 
 @dataclass
@@ -65,6 +82,34 @@ class TrainingConfig:
     num_threads: int = 0  # CPU threads (0 = torch default)
     max_steps_per_run: int = 0  # >0: checkpoint and stop after this many steps (resume later)
 
+    def __post_init__(self) -> None:
+        check_config(
+            _at_least(self, 1, "batch_size", "grad_accum", "log_every")
+            + _at_least(self, 0, "steps", "warmup_steps", "weight_decay", "grad_clip")
+            + _at_least(self, 0, "est_loss_weight", "patch_curriculum_steps", "eval_every")
+            + _at_least(self, 0, "save_every", "eval_max_new_tokens", "num_threads")
+            + _at_least(self, 0, "max_steps_per_run")
+            + [
+                (
+                    math.isfinite(self.lr) and self.lr > 0,
+                    "lr",
+                    f"must be a number > 0, got {self.lr} (e.g. training.lr=1e-3)",
+                ),
+                (
+                    0 <= self.min_lr_ratio <= 1,
+                    "min_lr_ratio",
+                    f"is a share of lr in [0, 1], got {self.min_lr_ratio}",
+                ),
+                (0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}"),
+                (0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}"),
+                (
+                    re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+                    "device",
+                    f"must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}",
+                ),
+            ]
+        )
+
 
 @dataclass
 class CurriculumConfig:
@@ -85,6 +130,25 @@ class CurriculumConfig:
     # model trained from scratch learns to read the facts from it
     question_loss_weight: float = 0.0
 
+    def __post_init__(self) -> None:
+        check_config(
+            _at_least(self, 1, "c_thought", "epochs_per_stage", "num_epochs")
+            + _at_least(self, 0, "max_latent_stage", "start_stage", "question_loss_weight")
+            + [
+                (
+                    0 <= self.uniform_prob <= 1,
+                    "uniform_prob",
+                    f"is a probability in [0, 1], got {self.uniform_prob}",
+                ),
+                (
+                    self.start_stage <= self.max_latent_stage,
+                    "start_stage",
+                    f"{self.start_stage} is beyond max_latent_stage={self.max_latent_stage}; "
+                    "lower it or raise curriculum.max_latent_stage",
+                ),
+            ]
+        )
+
 
 @dataclass
 class RunConfig:
@@ -93,8 +157,46 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
+    def __post_init__(self) -> None:
+        """Checks across sections (each section checks its own values)."""
+        m, d, c = self.model, self.data, self.curriculum
+        window = d.seq_len or m.max_seq_len
+        thoughts = c.c_thought * c.max_latent_stage
+        check_config(
+            [
+                (
+                    d.kind != "text" or 2 <= d.seq_len <= m.max_seq_len,
+                    "data.seq_len",
+                    f"text windows of {d.seq_len} bytes: set data.seq_len between 2 and "
+                    f"model.max_seq_len={m.max_seq_len}",
+                ),
+                (
+                    d.kind != "text" or self.training.steps >= 1,
+                    "training.steps",
+                    "text runs count optimizer steps: set training.steps >= 1 (e.g. 200)",
+                ),
+                (
+                    d.kind != "reasoning"
+                    or c.mode in ("cot", "no_cot")
+                    or thoughts < min(window, m.max_seq_len),
+                    "curriculum.max_latent_stage",
+                    f"the last stage's {thoughts} thoughts (c_thought {c.c_thought} x "
+                    f"max_latent_stage {c.max_latent_stage}) fill the {min(window, m.max_seq_len)}"
+                    "-byte context; lower them or raise data.seq_len / model.max_seq_len",
+                ),
+            ]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+
+def _at_least(section, low: int, *keys: str) -> list[tuple[bool, str, str]]:
+    """Checks that each of `keys` in `section` is >= `low`."""
+    return [
+        (getattr(section, k) >= low, k, f"must be >= {low}, got {getattr(section, k)}")
+        for k in keys
+    ]
 
 
 def stage_config(cfg: RunConfig) -> StageConfig:

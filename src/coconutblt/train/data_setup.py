@@ -39,12 +39,23 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     if d.train:
         train = _load_many(d.train)
         val = _load_many(d.val) if d.val else []
+        n_read = len(train)
         if not val:  # hold out the tail of the training files
             n_val = max(len(train) // 10, 1)
             n_val = min(d.max_val_examples, n_val) if d.max_val_examples else n_val
             train, val = train[:-n_val], train[-n_val:]
+            if not train:
+                raise UserError(
+                    f"data.train: {n_read} example(s), all held out for validation; give more "
+                    "examples or separate data.val files"
+                )
         else:
             train = exclude_questions(train, val)  # no validation question is trained on
+            if not train:
+                raise UserError(
+                    f"data.train: all {n_read} training questions are also in data.val; "
+                    "give training files that are not the validation set"
+                )
     else:
         train = synthesize(d.synth_task, d.synth_n, seed=cfg.training.seed, **d.synth_args)
         val = (
@@ -72,21 +83,40 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
     kept = [ex for ex in train if longest(ex) <= limit]
     if not kept:
         raise UserError(
-            f"every training example is longer than {limit} bytes; raise data.seq_len / model.max_seq_len"
+            f"data.train: all {len(train)} training examples are longer than {limit} bytes at "
+            "some stage; raise data.seq_len / model.max_seq_len"
+        )
+    n_val = len(val)
+    if not n_val:
+        raise UserError(
+            "data.val: no validation examples (every one is also a training question?); give "
+            "separate data.val files"
         )
     val = [ex for ex in val if longest(ex) <= limit]  # generation needs the prompt in context
     if not val:
         raise UserError(
-            f"no validation examples of at most {limit} bytes; give data.val files or raise "
-            "data.seq_len / model.max_seq_len"
+            f"data.val: all {n_val} validation examples are longer than {limit} bytes at some "
+            "stage; give shorter data.val files or raise data.seq_len / model.max_seq_len"
         )
     return ReasoningData(kept, val, len(train) - len(kept))
 
 
 def load_text(cfg: RunConfig) -> TextData:
-    blob = read_corpus(cfg.data.train or None)
-    train, heldout = split_corpus(blob, cfg.data.holdout)
-    if cfg.data.val:  # explicit held-out files: train on the whole training corpus
+    d = cfg.data
+    blob = read_corpus(d.train or None)
+    train, heldout = split_corpus(blob, d.holdout)
+    if d.val:  # explicit held-out files: train on the whole training corpus
         train = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
-        heldout = torch.frombuffer(bytearray(read_corpus(cfg.data.val)), dtype=torch.uint8)
+        heldout = torch.frombuffer(bytearray(read_corpus(d.val)), dtype=torch.uint8)
+    what = "the training text" if d.val else f"the training text ({len(blob)} bytes less held-out)"
+    if len(train) < d.seq_len + 2:  # one window plus its next byte
+        raise UserError(
+            f"data.train: {what} is {len(train)} bytes, shorter than one window of "
+            f"data.seq_len={d.seq_len}; give more text or lower data.seq_len"
+        )
+    if len(heldout) < 4:  # the held-out evaluation needs a window of at least 2 bytes
+        raise UserError(
+            f"data.holdout: only {len(heldout)} held-out bytes; raise data.holdout or give "
+            "data.val files"
+        )
     return TextData(train, heldout)

@@ -128,8 +128,6 @@ class Trainer:
                 self.text.train, cfg.data.seq_len, t.batch_size * world, t.seed
             )
             self.total_steps = t.steps
-            if self.total_steps <= 0:
-                raise UserError("text runs need training.steps > 0 (e.g. training.steps=200)")
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
         self.log = None
