@@ -54,9 +54,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--names has {len(args.names)} labels for {len(args.ckpt)} checkpoints; give one each"
         )
+    for flag, value, low, what in (
+        ("--max-examples", args.max_examples, 0, "0 = all"),
+        ("--max-new-tokens", args.max_new_tokens, 0, "0 = from the data"),
+        ("--batch-size", args.batch_size, 1, "examples generated at once"),
+        ("--stage", 0 if args.stage is None else args.stage, 0, "0 = the full chain of thought"),
+    ):
+        if value < low:
+            raise UserError(f"{flag} {value}: give N >= {low} ({what})")
     examples = load_examples(args.data)
-    if args.max_examples < 0:
-        raise UserError(f"--max-examples {args.max_examples}: give N >= 0 (0 = all)")
     if args.max_examples:
         examples = examples[: args.max_examples]
     results = []

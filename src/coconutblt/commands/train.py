@@ -19,7 +19,17 @@ def register(sub) -> None:
     p.add_argument(
         "--out", required=True, help="run folder: checkpoints, metrics.jsonl, metrics.png"
     )
-    p.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly from OUT/last.pt (training.steps, curriculum.num_epochs and "
+        "training.lr may be raised or changed to train longer)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an OUT that holds another run's checkpoints (they are removed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=run)
 
@@ -32,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     if "=" in config and not config.endswith((".yaml", ".yml")):  # no preset, overrides only
         config, overrides = None, [config, *overrides]
     cfg = load_run_config(config, overrides)
-    trainer = Trainer(cfg, args.out, resume=args.resume, show_progress=not args.no_progress)
+    trainer = Trainer(
+        cfg,
+        args.out,
+        resume=args.resume,
+        show_progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     try:
         if trainer.ctx.is_main:
             n = sum(p.numel() for p in trainer.model.parameters())

@@ -23,19 +23,28 @@ VERSION = 1
 def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over `path`.
 
-    A crash mid-write leaves the previous file intact.
+    A crash mid-write leaves the previous file intact; a failed write (disk full, no
+    permission) is a `UserError` that says so.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # no space, no permission, a folder gone: the user's to fix
+            before = "the previous file is left as it was" if path.is_file() else "nothing saved"
+            raise UserError(
+                f"{path}: could not save ({exc.strerror or exc}); {before}; free disk space or "
+                "check the folder's permissions"
+            ) from None
         raise
 
 
@@ -104,7 +113,13 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, device: str | torch.devi
         )
     cfg = ModelConfig.from_dict(ckpt["model_config"], source=f"{path} (model_config)")
     model = HybridTransformer(cfg)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    except RuntimeError as exc:  # a tensor of another shape than the config says
+        raise UserError(
+            f"{path}: weights do not fit the checkpoint's model config "
+            f"({str(exc).splitlines()[-1].strip()[:160]}); the file is damaged or edited"
+        ) from None
     if missing or unexpected:
         raise UserError(
             f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"

@@ -41,6 +41,7 @@ from coconutblt.train.distributed import (
 )
 from coconutblt.train.metrics import MetricsLog, plot_metrics
 from coconutblt.train.optim import build_optimizer, lr_at, set_lr
+from coconutblt.train.run_folder import RunLock, check_new_run, clear_run
 
 LN2 = math.log(2)
 
@@ -69,20 +70,77 @@ def stage_at(cfg: RunConfig, epoch: int) -> int:
     return stage + (c.start_stage if c.mode in ("coconut", "pause", "no_thoughts") else 0)
 
 
+# what `--resume` may change: the length of the run and its peak learning rate (the schedule
+# is then the one of the new values, from the resume step on: "train longer") ...
+RESUME_APPLIED = ("training.steps", "curriculum.num_epochs", "training.lr")
+# ... and settings of the process or the logs, which leave what is trained alone
+RESUME_FREE = (
+    "training.device",
+    "training.dtype",
+    "training.num_threads",
+    "training.compile",
+    "training.activation_checkpointing",
+    "training.log_every",
+    "training.eval_every",
+    "training.save_every",
+    "training.eval_max_new_tokens",
+    "training.max_steps_per_run",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Nested dict -> {"a.b": value} (lists stay values)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 class Trainer:
     def __init__(
-        self, cfg: RunConfig, out_dir: str | Path, resume: bool = False, show_progress: bool = True
+        self,
+        cfg: RunConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        show_progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
+        """`resume`: continue from OUT/last.pt; `overwrite`: a new run may replace another run's
+        checkpoints in OUT. The folder is locked (`OUT/train.lock`) until `fit` ends."""
         self.out = Path(out_dir)
         self.ctx: DistContext = init_distributed(cfg.training.device)
         self.show_progress = show_progress and self.ctx.is_main
-        resume_ckpt = None
+        self.lock = RunLock(self.out)
+        error = None
+        if self.ctx.is_main:
+            try:
+                self.lock.acquire()
+                if not resume:
+                    check_new_run(self.out, overwrite)
+            except UserError as exc:
+                self.lock.release()
+                error = str(exc)
+        error = broadcast_object(error, self.ctx)
+        if error:
+            raise UserError(error)
+        try:
+            self._setup(cfg, resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+        resume_ckpt, applied = None, []
+        self.saved_step: int | None = None  # step of the last.pt this run wrote or resumed from
         if resume:
             last = self.out / "last.pt"
             if not last.is_file():
                 raise UserError(f"{last}: nothing to resume; start without --resume")
             resume_ckpt = read_checkpoint(last)
-            cfg = self._resumed_config(cfg, resume_ckpt, self.ctx.world_size)
+            cfg, applied = self._resumed_config(cfg, resume_ckpt, self.ctx.world_size, self.out)
         self.cfg = cfg
         t = cfg.training
         if t.patch_curriculum_steps > 0:
@@ -130,9 +188,15 @@ class Trainer:
             self.total_steps = t.steps
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
+            self._check_resume_point(applied)
         self.log = None
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if not resume and overwrite:
+                removed = clear_run(self.out)
+                if removed:
+                    print(
+                        f"--overwrite: removed the earlier run's {', '.join(removed)} from {self.out}"
+                    )
             # the resolved config: `coconutblt train DIR/config.yaml key=value` reruns a variant
             write_yaml(self.cfg.to_dict(), self.out / "config.yaml")
             self.log = MetricsLog(
@@ -141,26 +205,70 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     @staticmethod
-    def _resumed_config(cfg: RunConfig, ckpt: dict, world: int) -> RunConfig:
-        """The checkpoint's run config; at another world size the per-process batch is rescaled
-        so the global batch (and so the data order and the losses) stays the same."""
+    def _resumed_config(
+        cfg: RunConfig, ckpt: dict, world: int, folder: Path
+    ) -> tuple[RunConfig, list[str]]:
+        """The given config, if it differs from the checkpoint's only in what a resume may change
+        (`RESUME_APPLIED`, `RESUME_FREE`), and the applied changes as "key old -> new" lines. At
+        another world size the per-process batch is rescaled so the global batch (and so the
+        data order and the losses) stays the same."""
         saved = run_config_from_dict(ckpt["run_config"], source="checkpoint run_config")
-        if saved.model != cfg.model:
-            raise UserError(
-                "--resume: the model config differs from the checkpoint's; resume with the same config"
-            )
-        saved.training.max_steps_per_run = cfg.training.max_steps_per_run
         saved_world = int(ckpt.get("world_size", 1))
-        if saved_world != world:
-            global_batch = saved.training.batch_size * saved_world
-            if global_batch % world:
-                raise UserError(
-                    f"--resume: the run's global batch {global_batch} ({saved_world} processes x "
-                    f"{saved.training.batch_size}) does not split over {world} processes; resume with a world size "
-                    "that divides it"
-                )
-            saved.training.batch_size = global_batch // world
-        return saved
+        global_batch = saved.training.batch_size * saved_world
+        if global_batch % world:
+            raise UserError(
+                f"--resume: the run's global batch {global_batch} ({saved_world} processes x "
+                f"{saved.training.batch_size}) does not split over {world} processes; resume "
+                "with a world size that divides it"
+            )
+        before, given = _flat(saved.to_dict()), _flat(cfg.to_dict())
+        if saved_world != world and given["training.batch_size"] == global_batch // world:
+            given["training.batch_size"] = saved.training.batch_size  # the same global batch
+        differ = [k for k in given if given[k] != before.get(k)]
+
+        def listed(keys: list[str]) -> str:
+            return ", ".join(f"{k} ({before.get(k)!r} -> {given[k]!r})" for k in keys)
+
+        fix = (
+            f"resume with the run's own config ({folder / 'config.yaml'}) or start a new run "
+            "in another --out"
+        )
+        model = [k for k in differ if k.startswith("model.")]
+        if model:
+            raise UserError(
+                f"--resume: the model differs from the checkpoint's in {listed(model)}; {fix}"
+            )
+        refused = [k for k in differ if k not in RESUME_APPLIED + RESUME_FREE]
+        if refused:
+            raise UserError(
+                f"--resume cannot change {listed(refused)}: the data, schedule and curriculum are "
+                f"the run's; only {', '.join(RESUME_APPLIED)} (to train longer) and run-time "
+                f"settings such as training.device may change; {fix}"
+            )
+        applied = [f"{k} {before[k]} -> {given[k]}" for k in differ if k in RESUME_APPLIED]
+        cfg = run_config_from_dict(cfg.to_dict(), source="command line")  # a copy
+        cfg.training.batch_size = global_batch // world
+        return cfg, applied
+
+    def _check_resume_point(self, applied: list[str]) -> None:
+        """Refuse a resume with nothing left to train; say where the run resumes."""
+        s, c = self.state, self.cfg.curriculum
+        text = self.cfg.data.kind == "text"
+        done = s.step >= self.total_steps if text else s.epoch >= c.num_epochs
+        if done and (self.out / "final.pt").is_file():
+            key, value = (
+                ("training.steps", self.cfg.training.steps)
+                if text
+                else ("curriculum.num_epochs", c.num_epochs)
+            )
+            raise UserError(
+                f"--resume: the run in {self.out} already ended at step {s.step} ({key}={value}); "
+                f"raise {key} to train longer"
+            )
+        if self.ctx.is_main:
+            where = f"step {s.step} of {self.total_steps}" + ("" if text else f", epoch {s.epoch}")
+            change = f"; applied {', '.join(applied)}" if applied else ""
+            print(f"resumed at {where}{change}")
 
     def _initial_model(self) -> HybridTransformer:
         """The seeded model on the CPU with a trained entropy model / init_from weights loaded."""
@@ -217,6 +325,7 @@ class Trainer:
         """Train state, optimizer and RNGs from `last.pt` (the weights were loaded when built)."""
         ts = ckpt["train_state"]
         self.state = TrainState(**broadcast_object(ts["state"], self.ctx))
+        self.saved_step = self.state.step
         if self.state.stage >= 0 or self.cfg.data.kind == "text":
             load_full_optimizer_state(self.model, self.optimizer, ts["optimizer"], self.ctx)
         torch.set_rng_state(ts["torch_rng"])
@@ -246,10 +355,13 @@ class Trainer:
             }
         ckpt = model_checkpoint(self.model, extra=extra, state=model_state)
         save_atomic(ckpt, path)
+        if name == "last.pt":
+            self.saved_step = self.state.step
         return path
 
     def close(self) -> None:
-        """End the process group (once, after `fit`, on every rank)."""
+        """End the process group (once, after `fit`, on every rank) and unlock the folder."""
+        self.lock.release()
         shutdown(self.ctx)
 
     # ------------------------------------------------------------------ one step
@@ -307,9 +419,14 @@ class Trainer:
             total_objective += objective.item() / len(micro_batches)
         total = all_mean(total, self.ctx)
         if not (math.isfinite(total) and math.isfinite(total_objective)):
+            saved = (
+                f" (the last good checkpoint is {self.out / 'last.pt'}, at step {self.saved_step})"
+                if self.saved_step is not None
+                else " (no checkpoint was saved yet)"
+            )
             raise UserError(
-                f"non-finite loss at step {self.state.step}; lower training.lr or raise training.warmup_steps "
-                f"(the last good checkpoint is {self.out / 'last.pt'})"
+                f"non-finite loss at step {self.state.step}; lower training.lr or raise "
+                f"training.warmup_steps{saved}"
             )
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
@@ -339,6 +456,12 @@ class Trainer:
                 if self.cfg.data.kind == "reasoning"
                 else self._fit_text(bar)
             )
+            if own_bar:
+                bar.close()
+            if self.ctx.is_main:
+                plot_metrics(
+                    self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out)
+                )
         except KeyboardInterrupt:
             self.checkpoint()
             bar.close()
@@ -347,10 +470,8 @@ class Trainer:
                     f"interrupted: saved {self.out / 'last.pt'} at step {self.state.step}; continue with --resume"
                 )
             raise
-        if own_bar:
-            bar.close()
-        if self.ctx.is_main:
-            plot_metrics(self.out / "metrics.jsonl", self.out / "metrics.png", title=str(self.out))
+        finally:
+            self.lock.release()
         return summary
 
     def _log(self, record: dict) -> None:
