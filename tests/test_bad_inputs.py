@@ -308,3 +308,60 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_so(w, tmp_path, mo
     monkeypatch.undo()
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+import coconutblt.train.checkpoint as checkpoint
+from coconutblt.train.config import load_run_config
+from coconutblt.train.loop import Trainer
+
+out, ready = Path(sys.argv[2]), Path(sys.argv[3])
+real, calls = checkpoint.torch.save, {"n": 0}
+
+def slow_save(obj, f):
+    calls["n"] += 1
+    if calls["n"] == 2:  # the second last.pt: stop half-way through the write
+        f.write(b"half a checkpoint")
+        f.flush()
+        ready.write_text("writing")
+        time.sleep(60)
+    return real(obj, f)
+
+checkpoint.torch.save = slow_save
+cfg = load_run_config(sys.argv[1], ["training.steps=4", "training.save_every=1"])
+Trainer(cfg, out, show_progress=False).fit()
+"""
+
+
+def test_sigkill_in_a_checkpoint_write_keeps_the_previous_one_and_resume_continues(w, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, ready = tmp_path / "run", tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(w / "run" / "config.yaml"), str(out), str(ready)],
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint write"
+            time.sleep(0.1)
+        assert (out / LOCK_NAME).read_text().strip() == str(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert any(p.name.endswith(".tmp") for p in out.iterdir())  # the half-written file
+    assert read_checkpoint(out / "last.pt")["step"] == 1  # the previous one loads
+    cfg = load_run_config(str(w / "run" / "config.yaml"), ["training.steps=4"])
+    trainer = Trainer(cfg, out, resume=True, show_progress=False)  # the dead run's lock is free
+    assert trainer.state.step == 1
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir())  # its partial write is gone
+    trainer.fit()
+    assert read_checkpoint(out / "final.pt")["step"] == 4
+    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["type"] == "train"]
+    assert steps == [1, 2, 3, 4]

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if "=" in config and not config.endswith((".yaml", ".yml")):  # no preset, overrides only
         config, overrides = None, [config, *overrides]
     cfg = load_run_config(config, overrides)
+    cfg.check("command line" if overrides else str(config))  # before the run folder is touched
     trainer = Trainer(
         cfg,
         args.out,
@@ -72,6 +73,18 @@ def run(args: argparse.Namespace) -> int:
                         if data.dropped
                         else ""
                     )
+                )
+                if len(data.train) < cfg.training.batch_size * trainer.ctx.world_size:
+                    print(
+                        f"warning: {len(data.train)} training examples fill less than one batch "
+                        f"of training.batch_size={cfg.training.batch_size}: each batch repeats "
+                        "examples"
+                    )
+            text = getattr(trainer, "text", None)
+            if text is not None:
+                print(
+                    f"data: {len(text.train):,} training / {len(text.heldout):,} held-out bytes, "
+                    f"windows of {cfg.data.seq_len}"
                 )
         summary = trainer.fit()
     finally:

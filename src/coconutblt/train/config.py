@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from coconutblt.config_tree import merge_into, parse_overrides, read_yaml, to_dict
 from coconutblt.data.stages import StageConfig
-from coconutblt.errors import check_config
+from coconutblt.errors import ConfigValueError, check_config
 from coconutblt.model.config import ModelConfig
 
 
@@ -157,8 +157,15 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
-    def __post_init__(self) -> None:
-        """Checks across sections (each section checks its own values)."""
+    def check(self, source: str = "") -> None:
+        """Checks across sections, on the config a run is about to use (each section checks its
+        own values when it is built; a preset may leave a key to the command line)."""
+        try:
+            self._check_across()
+        except ConfigValueError as exc:
+            raise exc.within("", source) from None
+
+    def _check_across(self) -> None:
         m, d, c = self.model, self.data, self.curriculum
         window = d.seq_len or m.max_seq_len
         thoughts = c.c_thought * c.max_latent_stage

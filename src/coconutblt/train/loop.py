@@ -41,7 +41,12 @@ from coconutblt.train.distributed import (
 )
 from coconutblt.train.metrics import MetricsLog, plot_metrics
 from coconutblt.train.optim import build_optimizer, lr_at, set_lr
-from coconutblt.train.run_folder import RunLock, check_new_run, clear_run
+from coconutblt.train.run_folder import (
+    RunLock,
+    check_new_run,
+    clear_run,
+    remove_partial_writes,
+)
 
 LN2 = math.log(2)
 
@@ -133,6 +138,9 @@ class Trainer:
             raise
 
     def _setup(self, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+        cfg.check()
+        if self.ctx.is_main:  # it holds the lock: no other run is writing these
+            remove_partial_writes(self.out)
         resume_ckpt, applied = None, []
         self.saved_step: int | None = None  # step of the last.pt this run wrote or resumed from
         if resume:

@@ -23,6 +23,7 @@ LOCK_NAME = "train.lock"
 # files a training run writes into its folder
 CHECKPOINT_PATTERN = re.compile(r"(last|final|best|stage\d+)\.pt")
 RUN_FILES = ("metrics.jsonl", "metrics.png", "config.yaml")
+PARTIAL_PATTERN = re.compile(r"\.(last|final|best|stage\d+)\.pt\..+\.tmp")
 
 
 def run_checkpoints(folder: str | Path) -> list[str]:
@@ -50,6 +51,18 @@ def clear_run(folder: str | Path) -> list[str]:
     names = [*run_checkpoints(folder), *(n for n in RUN_FILES if (folder / n).is_file())]
     for name in names:
         (folder / name).unlink()
+    return names
+
+
+def remove_partial_writes(folder: str | Path) -> list[str]:
+    """Remove the temp files of checkpoint writes a killed run left half-done (`save_atomic`
+    writes `.NAME.XXXX.tmp` beside NAME, then renames it). Call with the folder's lock held."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = [p.name for p in folder.iterdir() if PARTIAL_PATTERN.fullmatch(p.name)]
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
     return names
 
 
