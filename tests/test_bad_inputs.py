@@ -172,6 +172,9 @@ CASES = [
     ("synth json", ["data", "synth", "--task", "chain", "--n", "3", "--out", "{w}/s.json", "--args", "{hops"], "--args"),
     ("show empty", ["data", "show", "{w}/empty.json"], "empty.json"),
     ("stats latin1", ["data", "stats", "{w}/latin1.jsonl"], "UTF-8"),
+    # reproduce (before anything trains)
+    ("recipe", ["reproduce", "sudoku"], "sudoku"),
+    ("recipe data", ["reproduce", "prontoqa", "--quick", "--data-dir", "{w}/missing", "--out", "{w}/rp"], "--data-dir"),
     # the Hugging Face side
     ("hf eval folder", ["hf", "eval", "--ckpt", "{w}/missing", "--data", "{w}/r.jsonl"], "missing"),
     ("hf eval data", ["hf", "eval", "--ckpt", "{w}/run", "--data", "{w}/empty.json"], "empty.json"),
@@ -188,6 +191,14 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(w, argv, culprit, caps
     assert err.count("\n") == 0 and "Traceback" not in err, err
     assert err.startswith("coconutblt ") and culprit.replace("{w}", str(w)) in err, err
     assert snapshot(w) == before
+
+
+def test_a_warning_is_one_line_too(w, capsys):
+    argv = ["entropy", "train", "--data", str(w / "short.txt"), "--out", str(w / "en")]
+    assert main([*argv, "--seq-len", "64", "--window", "128"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("coconutblt entropy: ") for line in lines)
+    assert "warning: entropy model window=128" in lines[0] and "error:" in lines[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,3 +376,16 @@ def test_sigkill_in_a_checkpoint_write_keeps_the_previous_one_and_resume_continu
     assert read_checkpoint(out / "final.pt")["step"] == 4
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["type"] == "train"]
     assert steps == [1, 2, 3, 4]
+
+
+def test_entropy_model_scores_a_held_out_text_shorter_than_its_window():
+    """A held-out tail shorter than seq_len is scored as one window (it used to be an error
+    after the whole training run)."""
+    from coconutblt.data.vocab import VOCAB_SIZE
+    from coconutblt.model.config import EntropyModelConfig
+    from coconutblt.model.entropy import EntropyModel
+    from coconutblt.patching_study.entropy_train import heldout_bpb
+
+    model = EntropyModel(EntropyModelConfig(d_model=16, n_layers=1, n_heads=2), VOCAB_SIZE)
+    data = torch.frombuffer(bytearray(b"a short held-out tail"), dtype=torch.uint8)
+    assert heldout_bpb(model, data, seq_len=64) > 0

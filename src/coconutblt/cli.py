@@ -2,7 +2,7 @@
 
 Each subcommand lives in `coconutblt/commands/<name>.py` with a `register(subparsers)` that
 adds its parser and sets `func`. A `UserError` anywhere ends the command with one line on
-stderr and exit status 2.
+stderr and exit status 2; a warning is one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from coconutblt.errors import UserError
 
@@ -57,10 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"coconutblt {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        result = args.func(args)
+        with warnings.catch_warnings():  # a warning is one line too, not a source excerpt
+            warnings.showwarning = one_line_warning
+            result = args.func(args)
     except UserError as exc:
-        print(f"coconutblt {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())
+        print(f"coconutblt {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"coconutblt {args.command}: interrupted", file=sys.stderr)

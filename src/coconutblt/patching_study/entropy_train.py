@@ -120,8 +120,8 @@ def heldout_bpb(
     """Bits per byte on non-overlapping windows of `data` (each window scored from its own start)."""
     if max_bytes is not None:
         data = data[: max(max_bytes, seq_len + 2)]
-    if len(data) <= seq_len + 1:
-        seq_len = len(data) - 1
+    if len(data) <= seq_len + 1:  # a short held-out text: one window of all but its last byte
+        seq_len = len(data) - 2
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()

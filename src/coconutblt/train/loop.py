@@ -65,7 +65,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"training.device={name} but no CUDA device is visible; use device=cpu")
+        raise UserError(
+            f"training.device={name} but no CUDA device is visible; use training.device=cpu or auto"
+        )
     return torch.device(name)
 
 
