@@ -389,3 +389,26 @@ def test_entropy_model_scores_a_held_out_text_shorter_than_its_window():
     model = EntropyModel(EntropyModelConfig(d_model=16, n_layers=1, n_heads=2), VOCAB_SIZE)
     data = torch.frombuffer(bytearray(b"a short held-out tail"), dtype=torch.uint8)
     assert heldout_bpb(model, data, seq_len=64) > 0
+
+
+def test_resume_adds_epochs_to_a_finished_curriculum_run(tmp_path, capsys):
+    overrides = [
+        *TINY_RUN_MODEL,
+        "model.n_layers=1",
+        "data.synth_n=8",
+        "data.synth_val_n=2",
+        "data.synth_args={hops: 1, distractors: 1}",
+        "training.batch_size=8",
+        "training.eval_max_new_tokens=2",
+        "curriculum.num_epochs=1",
+        "curriculum.max_latent_stage=1",
+    ]
+    Trainer(load_run_config(None, overrides), tmp_path / "run", show_progress=False).fit()
+    with pytest.raises(UserError, match="raise curriculum.num_epochs"):
+        Trainer(load_run_config(None, overrides), tmp_path / "run", resume=True)
+    more = load_run_config(None, [*overrides, "curriculum.num_epochs=2"])
+    Trainer(more, tmp_path / "run", resume=True, show_progress=False).fit()
+    assert "resumed at step 1 of 2, epoch 1" in capsys.readouterr().out
+    evals = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["type"] == "eval"]
+    assert [(r["epoch"], r["stage"]) for r in evals] == [(0, 0), (1, 1)]
+    assert read_checkpoint(tmp_path / "run" / "final.pt")["stage"] == 1
