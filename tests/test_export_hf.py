@@ -53,6 +53,7 @@ CONFIGS = {
         thought_head=True,
         next_patch_loss_weight=0.3,
     ),
+    "sentence_closed": dict(patcher="sentence", closed_patch_context=True, max_patch_size=6),
 }
 
 PROMPTS = [

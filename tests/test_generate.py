@@ -46,6 +46,14 @@ CONFIGS = {
     ),
     "local-window": dict(local_window=4, encoder_layers=2, decoder_layers=2),
     "thought-head": dict(thought_head=True),
+    "word-closed-thought-head": dict(patcher="word", closed_patch_context=True, thought_head=True),
+    "fixed-closed": dict(patcher="fixed", closed_patch_context=True),
+    "entropy-model-closed": dict(patcher="entropy", closed_patch_context=True),
+    "entropy-learned-relative-closed": dict(
+        patcher="entropy",
+        closed_patch_context=True,
+        entropy_patcher=dict(estimator="learned", rule="relative"),
+    ),
 }
 
 

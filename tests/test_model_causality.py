@@ -26,6 +26,12 @@ VARIANTS = {
     "fixed-latent-module": dict(patcher="fixed", latent_module_every=1, c_thought=3),
     "entropy-latent-module-max": dict(patcher="entropy", pooling="max", latent_module_every=2),
     "windowed-local": dict(patcher="space", local_window=4),
+    "word-closed": dict(patcher="word", closed_patch_context=True, max_patch_size=4),
+    "fixed-closed": dict(patcher="fixed", closed_patch_context=True),
+    "entropy-closed": dict(patcher="entropy", closed_patch_context=True),
+    "entropy-learned-closed": dict(
+        patcher="entropy", closed_patch_context=True, entropy_patcher=dict(estimator="learned")
+    ),
 }
 
 
@@ -60,7 +66,11 @@ def assert_prefix_unchanged(model, ids, t, gen) -> bool:
         a = model(ids)
         b = model(changed)
     diff = (a.logits[:, : t + 1] - b.logits[:, : t + 1]).abs().max().item()
-    same_shape = a.layout.num_patches == b.layout.num_patches
+    # the same shapes everywhere: as many patches, and thoughts in the same places (a thought
+    # splits the latent pass into chunks, and other matmul shapes round differently)
+    same_shape = a.layout.num_patches == b.layout.num_patches and torch.equal(
+        ids >= 256, changed >= 256
+    )
     if same_shape:
         assert diff == 0.0, f"t={t}: logits moved by {diff} with equal patch counts"
     else:
@@ -136,3 +146,20 @@ def test_case_folded_ngrams_share_embeddings_across_case():
     expected = model.encoder.embed(upper[:, :1]) - model.encoder.embed(lower[:, :1])
     torch.testing.assert_close(diff[:, :1], expected)
     assert diff[:, 1:].abs().max() == 0
+
+
+def test_closed_patch_context_reads_the_patch_a_byte_ends():
+    """With fixed patches of 3, byte t reads the state of the patch before its own, except at a
+    patch's last byte, which with closed_patch_context reads its own patch: the first byte
+    whose logits change is byte 2 (then every later one, through the decoder's attention)."""
+    torch.manual_seed(0)
+    plain = HybridTransformer(tiny_config(patcher="fixed", patch_size=3, init_std=0.2)).eval()
+    closed = HybridTransformer(
+        tiny_config(patcher="fixed", patch_size=3, init_std=0.2, closed_patch_context=True)
+    ).eval()
+    closed.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        a, b = plain(ids).logits[0], closed(ids).logits[0]
+    differs = [bool((a[t] - b[t]).abs().max() > 1e-6) for t in range(12)]
+    assert differs == [t >= 2 for t in range(12)]

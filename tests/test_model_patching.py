@@ -7,14 +7,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coconutblt.data.vocab import NUM_BYTES, VOCAB_SIZE
-from coconutblt.model.patching import layout_from_starts, patch_starts
+from coconutblt.model.patching import layout_from_starts, patch_starts, patch_starts_announced
 
 ids_lists = st.lists(
     st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(NUM_BYTES, VOCAB_SIZE - 1)),
     min_size=1,
     max_size=80,
 )
-modes = st.sampled_from(["fixed", "space", "entropy-global", "entropy-relative"])
+modes = st.sampled_from(
+    ["fixed", "space", "word", "sentence", "entropy-global", "entropy-relative"]
+)
+# bytes with the whitespace and punctuation the word and sentence rules look at
+text_ids = st.lists(
+    st.one_of(st.sampled_from(list(b" \n.:?a")), st.integers(0, 255), st.integers(256, 262)),
+    min_size=1,
+    max_size=60,
+)
 
 
 def starts_for(
@@ -104,3 +112,40 @@ def test_fixed_and_space_shapes():
         for s, n in zip(space.starts[0].tolist(), space.lengths[0].tolist(), strict=True)
     ]
     assert pieces == [b"hello ", b"world, ", b"again"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=text_ids, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000))
+def test_announced_starts_follow_from_the_bytes_before(ids, mode, cap, seed):
+    """announced[t] implies a start at t, and no byte (or entropy) at t or later changes it:
+    what lets the patch ending at t-1 decode byte t (`closed_patch_context`)."""
+    t, starts = starts_for(ids, mode, cap, seed)
+    kind, _, rule = mode.partition("-")
+    gen = torch.Generator().manual_seed(seed)
+    ent = torch.rand(1, len(ids), generator=gen) * 3
+    kw = dict(threshold=1.5, rule=rule or "global", relative_threshold=0.2)
+    same, announced = patch_starts_announced(t, kind, cap, ent, **kw)
+    assert torch.equal(same, starts) and announced.shape == (1, len(ids) + 1)
+    assert bool((announced[:, :-1] <= starts).all())
+    for cut in range(len(ids)):
+        other = t.clone()
+        other[0, cut:] = torch.randint(0, 263, (len(ids) - cut,), generator=gen)
+        other_ent = ent.clone()
+        other_ent[0, cut:] = torch.rand(len(ids) - cut, generator=gen) * 3
+        _, moved = patch_starts_announced(other, kind, cap, other_ent, **kw)
+        assert torch.equal(moved[:, : cut + 1], announced[:, : cut + 1]), cut
+
+
+def test_word_and_sentence_shapes():
+    t = torch.tensor([list(b"Each cat is a pet. Tom is a cat.\nTrue or false: x=3")])
+    for mode, want in [
+        ("word", [b"Each ", b"cat ", b"is ", b"a ", b"pet. ", b"Tom ", b"is ", b"a ", b"cat.\n"]),
+        ("sentence", [b"Each cat is a pet. ", b"Tom is a cat.\n", b"True or false: "]),
+    ]:
+        layout = layout_from_starts(patch_starts(t, mode, 40))
+        pieces = [
+            bytes(t[0, s : s + n].tolist())
+            for s, n in zip(layout.starts[0].tolist(), layout.lengths[0].tolist(), strict=True)
+        ]
+        tail = [b"True ", b"or ", b"false: ", b"x=3"] if mode == "word" else [b"x=3"]
+        assert pieces == want + tail, mode

@@ -58,6 +58,7 @@ CONFIGS = {
         entropy_patcher=dict(estimator="learned", threshold=5.0),
     ),
     "fixed-thought-head": dict(patcher="fixed", thought_head=True),
+    "word-closed": dict(patcher="word", closed_patch_context=True, thought_head=True),
 }
 
 

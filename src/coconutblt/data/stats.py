@@ -143,8 +143,8 @@ def compute_stats(
 ) -> DataStats:
     """Stats of `examples`; `patch_size` is the fixed patcher's size, `max_patch_size` the cap
     of the space patcher."""
-    if patcher not in ("fixed", "space"):
-        raise UserError(f"unknown patcher {patcher!r}; use fixed or space")
+    if patcher not in ("fixed", "space", "word"):
+        raise UserError(f"unknown patcher {patcher!r}; use fixed, space or word")
     cap = patch_size if patcher == "fixed" else max_patch_size
     if cap < 1:
         what = "fixed patch size" if patcher == "fixed" else "maximum patch size"

@@ -6,12 +6,15 @@ model's cache (when it drives patching), and the latent transformer's cache (one
 per closed patch). Per new id only that position is computed:
 
 1. local encoder on the new id (n-gram hashes read the last ids kept in the state);
-2. the patch rule on the last three ids and entropies (`patch_starts`, the model's own rule)
+2. the patch rule on the last three ids and entropies (`patch_starts_announced`, the model's
+   own rule)
    plus the length cap: if the id starts a new patch, the open patch closes: its byte states
    are pooled (or, for a `<|latent|>` patch, the previous latent output is fed back) and the
    latent transformer runs that one position;
-3. local decoder on the new byte state with the latest latent output as context (the state
-   of the previous completed patch, as `previous_patch_context` in hybrid.py), then lm_head.
+3. with `closed_patch_context`, if the bytes so far say the next id starts a patch, the open
+   patch closes now, so its own state decodes the next id;
+4. local decoder on the new byte state with the latest latent output as context (the state
+   of the latest completed patch, as `previous_patch_context` in hybrid.py), then lm_head.
 
 Rows of a batch keep their own lengths, so they close patches at different times and stay
 exact: every row's keys sit at columns 0..len-1 of its buffer, and the masks compare each
@@ -27,7 +30,7 @@ from coconutblt.model.patching import (
     PatchLayout,
     entropy_from_logits,
     layout_from_starts,
-    patch_starts,
+    patch_starts_announced,
     thought_patches,
 )
 
@@ -229,18 +232,24 @@ class DecodeState:
         for b in range(B):
             L = lens[b]
             ids_b = ids[b : b + 1, :L]
-            layout = layout_from_starts(
-                model.boundaries(ids_b, None if ent is None else ent[b : b + 1, :L])
+            starts, announced = model.boundaries_announced(
+                ids_b, None if ent is None else ent[b : b + 1, :L]
             )
+            layout = layout_from_starts(starts)
             patches = model.encoder.pool(h[b : b + 1, :L], layout)  # (1, P, D)
-            closed = layout.num_patches - 1  # the last patch stays open
+            closes = announced[0, 1:] if cfg.closed_patch_context else None  # (L,)
+            # the last patch stays open unless the prompt's last byte is known to end it
+            last_closed = closes is not None and bool(closes[-1])
+            closed = layout.num_patches - (0 if last_closed else 1)
             outs = self._prefill_latent(b, patches[:, :closed], thought_patches(ids_b, layout)[0])
             table = torch.cat([model.bos_latent.detach()[None], outs[0]], dim=0)  # (closed+1, D)
-            context[b, :L] = table[layout.patch_id[0]]
+            index = layout.patch_id[0] if closes is None else layout.patch_id[0] + closes.long()
+            context[b, :L] = table[index]
             start = int(layout.starts[0, -1])
-            self.open_h[b, : L - start] = h[b, start:L]
-            self.open_len[b] = L - start
-            self.open_thought[b] = ids[b, start] == LATENT_ID
+            if not last_closed:
+                self.open_h[b, : L - start] = h[b, start:L]
+                self.open_len[b] = L - start
+                self.open_thought[b] = ids[b, start] == LATENT_ID
             self.last_out[b] = table[-1]
         logits = self._decode(h, context, positions, mask)  # (B, T, V)
         self.bytes.commit(None, lens)
@@ -291,16 +300,22 @@ class DecodeState:
         window = torch.cat([self.recent[:, -2:], ids[:, None]], dim=1)  # (b, 3)
         ents = None if ent is None else torch.cat([self.recent_ent, ent], dim=1)
         ep = cfg.entropy_patcher
-        forced = patch_starts(
+        forced, announced = patch_starts_announced(
             window, cfg.patcher, _NO_CAP, ents, ep.threshold, ep.rule, ep.relative_threshold
-        )[:, -1]
-        starts = forced | (self.open_len >= cfg.patch_cap)  # (b,)
-        closing = torch.nonzero(starts).flatten().tolist()
+        )
+        starts = forced[:, -1] | (self.open_len >= cfg.patch_cap)  # (b,)
+        # a patch already closed by its last byte (closed_patch_context) has nothing to close
+        closing = torch.nonzero(starts & (self.open_len > 0)).flatten().tolist()
         if closing:
             self._close(None if len(closing) == B else closing)
-            self.open_thought[starts] = ids[starts] == LATENT_ID
+        self.open_thought[starts] = ids[starts] == LATENT_ID
         self.open_h[torch.arange(B, device=ids.device), self.open_len] = h[:, 0]
         self.open_len += 1
+        if cfg.closed_patch_context:  # the next byte is known to start a patch: close now
+            ends = announced[:, -1] | (self.open_len >= cfg.patch_cap)  # (b,)
+            ending = torch.nonzero(ends).flatten().tolist()
+            if ending:
+                self._close(None if len(ending) == B else ending)
 
         logits = self._decode(h, self.last_out[:, None], positions, mask)[:, 0]  # (b, V)
         self.bytes.commit(None, 1)

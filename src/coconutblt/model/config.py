@@ -94,11 +94,19 @@ class ModelConfig:
     use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
     cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over
     # patching
-    patcher: Literal["fixed", "space", "entropy"] = "fixed"
+    # fixed: every patch_size bytes; space: a word byte after a non-word byte starts a patch;
+    # word: the byte after a whitespace byte does (a patch ends with its space, so its end is
+    # known once the space is read); sentence: the byte after a newline or after the space
+    # that follows . ? ! : does (a fact per patch); entropy: where the next-byte entropy is high
+    patcher: Literal["fixed", "space", "word", "sentence", "entropy"] = "fixed"
     patch_size: int = 4
     max_patch_size: int = 8
     entropy_patcher: EntropyPatcherConfig = field(default_factory=EntropyPatcherConfig)
     init_std: float = 0.02
+    # a byte that ends a patch, when the bytes so far already say so (a length cap, an entropy,
+    # the `word` rule), reads that patch's own latent state to predict the next patch's first
+    # byte, as BLT does; off, every byte reads the patch before its own (older checkpoints)
+    closed_patch_context: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):

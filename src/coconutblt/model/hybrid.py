@@ -24,7 +24,7 @@ from coconutblt.model.patching import (
     PatchLayout,
     entropy_from_logits,
     layout_from_starts,
-    patch_starts,
+    patch_starts_announced,
     thought_patches,
 )
 
@@ -106,9 +106,15 @@ class HybridTransformer(nn.Module):
         return None, None
 
     def boundaries(self, ids: torch.Tensor, entropies: torch.Tensor | None) -> torch.Tensor:
+        return self.boundaries_announced(ids, entropies)[0]
+
+    def boundaries_announced(
+        self, ids: torch.Tensor, entropies: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(starts (B, T), announced (B, T + 1)): see `patch_starts_announced`."""
         cfg = self.config
         ep = cfg.entropy_patcher
-        return patch_starts(
+        return patch_starts_announced(
             ids, cfg.patcher, cfg.patch_cap, entropies, ep.threshold, ep.rule, ep.relative_threshold
         )
 
@@ -142,16 +148,18 @@ class HybridTransformer(nn.Module):
         byte_pos = torch.arange(T, device=input_ids.device).expand(B, T)
         h = self.encoder.byte_states(input_ids, byte_pos)  # (B, T, dl)
         ent, est_logits = self.entropies(input_ids, h)
-        starts = (
-            patch_starts_override
-            if patch_starts_override is not None
-            else self.boundaries(input_ids, ent)
-        )
+        closes = None  # (B, T): byte t is known to end its patch once it is read
+        if patch_starts_override is not None:
+            starts = patch_starts_override
+        else:
+            starts, announced = self.boundaries_announced(input_ids, ent)
+            if cfg.closed_patch_context:
+                closes = announced[:, 1:]
         layout = layout_from_starts(starts)
         patches = self.encoder.pool(h, layout)  # (B, P, D)
         is_thought = thought_patches(input_ids, layout)  # (B, P)
         latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
-        context = self.previous_patch_context(latent_out, layout)  # (B, T, D)
+        context = self.previous_patch_context(latent_out, layout, closes)  # (B, T, D)
         logits = self.lm_head(self.decoder(h, context, byte_pos))  # (B, T, V)
         loss = next_id_loss(logits, labels) if labels is not None else None
         est_loss = None
@@ -198,13 +206,18 @@ class HybridTransformer(nn.Module):
         logits = logits.masked_fill(same & (n[None] != first[:, None]), float("-inf"))
         return F.cross_entropy(logits, first)
 
-    def previous_patch_context(self, latent_out: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
-        """(B, P, D) patch states -> (B, T, D): for each byte, the state of the patch before its own."""
+    def previous_patch_context(
+        self, latent_out: torch.Tensor, layout: PatchLayout, closes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, P, D) patch states -> (B, T, D): for each byte, the state of the latest patch
+        known to be complete when the byte is read: the patch before its own, or, where
+        `closes[b, t]` (the byte ends its patch and the bytes so far say so), its own patch,
+        so the next patch's first byte is decoded from the state that has read this patch
+        (what BLT does). Which one is used never depends on a later byte."""
         B, P, D = latent_out.shape
-        shifted = torch.cat(
-            [self.bos_latent.expand(B, 1, D), latent_out[:, :-1]], dim=1
-        )  # (B, P, D)
-        return shifted.gather(1, layout.patch_id.unsqueeze(-1).expand(-1, -1, D))
+        table = torch.cat([self.bos_latent.expand(B, 1, D), latent_out], dim=1)  # (B, P+1, D)
+        index = layout.patch_id if closes is None else layout.patch_id + closes.long()  # (B, T)
+        return table.gather(1, index.unsqueeze(-1).expand(-1, -1, D))
 
     # ------------------------------------------------------------------ continuous thoughts
     def thought_input(self, state: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from coconutblt.data.vocab import LATENT_ID, NUM_BYTES
 
@@ -47,32 +48,71 @@ def patch_starts(
     `entropies[b, t]` is the entropy of the prediction of byte t+1 made at position t (from
     bytes <= t); the entropy rule looks at entropies[t-1] to decide about byte t.
     """
+    return patch_starts_announced(ids, mode, cap, entropies, threshold, rule, relative_threshold)[0]
+
+
+def patch_starts_announced(
+    ids: torch.Tensor,
+    mode: str,
+    cap: int,
+    entropies: torch.Tensor | None = None,
+    threshold: float = 1.5,
+    rule: str = "global",
+    relative_threshold: float = 0.3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids (B, T) -> (starts (B, T), announced (B, T + 1)), both bool.
+
+    `announced[t]`: byte t starts a patch, and that follows from the bytes before it alone
+    (a length cap, an entropy, the `word` rule, a special id at t-1), so the patch ending at
+    t-1 is known to be complete once byte t-1 is read and its latent state can already
+    decode byte t. A start that depends on byte t itself (a special id at t, the `space`
+    rule) is not announced. Column T is the byte after the sequence: whether the last patch
+    is complete. announced[t] implies starts[t] for t < T.
+    """
     B, T = ids.shape
     dev = ids.device
+    ids = F.pad(ids, (0, 1))  # a placeholder for byte T: announced[T] never reads it
+    if entropies is not None:
+        entropies = F.pad(entropies, (0, 1))
     special = ids >= NUM_BYTES
-    forced = torch.zeros_like(special)
-    forced[:, 0] = True
-    forced[:, 1:] |= special[:, 1:] | special[:, :-1]
-    if mode == "space":
+    ahead = torch.zeros_like(special)  # starts the bytes before decide
+    ahead[:, 0] = True
+    ahead[:, 1:] |= special[:, :-1]
+    now = torch.zeros_like(special)  # starts that depend on the byte itself
+    now[:, 1:] |= special[:, 1:]
+    if mode == "space":  # a word byte after a non-word byte
         word = _word_byte_table(dev)[ids.clamp(0, 511)]
-        forced[:, 1:] |= word[:, 1:] & ~word[:, :-1]
+        now[:, 1:] |= word[:, 1:] & ~word[:, :-1]
+    elif mode in ("word", "sentence"):
+        white = (ids == 32) | (ids == 10) | (ids == 9) | (ids == 13)
+        if mode == "word":  # the byte after a whitespace byte: a patch ends with its space
+            ahead[:, 1:] |= white[:, :-1]
+        else:  # the byte after a newline, or after the space that follows . ? ! or :
+            stop = (ids == 46) | (ids == 63) | (ids == 33) | (ids == 58)
+            ahead[:, 1:] |= ids[:, :-1] == 10
+            ahead[:, 2:] |= white[:, 1:-1] & stop[:, :-2]
     elif mode == "entropy":
         if entropies is None:
             raise ValueError("entropy patching needs entropies")
         prev = entropies[:, :-1]  # entropy of predicting byte t, for t >= 1
         if rule == "global":
-            forced[:, 1:] |= prev > threshold
+            ahead[:, 1:] |= prev > threshold
         elif rule == "relative":
             rise = prev.clone()
             rise[:, 1:] = prev[:, 1:] - prev[:, :-1]
-            forced[:, 1:] |= rise > relative_threshold
+            ahead[:, 1:] |= rise > relative_threshold
         else:
             raise ValueError(f"unknown entropy rule {rule!r}")
     elif mode != "fixed":
         raise ValueError(f"unknown patcher {mode!r}")
-    pos = torch.arange(T, device=dev).expand(B, T)
+    forced = ahead | now
+    pos = torch.arange(T + 1, device=dev).expand(B, T + 1)
     last_forced = torch.where(forced, pos, torch.zeros_like(pos)).cummax(dim=1).values
-    return forced | ((pos - last_forced) % cap == 0)
+    starts = forced | ((pos - last_forced) % cap == 0)
+    # the cap fires at t unless t is forced: counted from the last forced byte before t
+    before = F.pad(last_forced[:, :-1], (1, 0))
+    announced = ahead | ((pos - before) % cap == 0)
+    return starts[:, :T], announced
 
 
 @dataclass
