@@ -41,13 +41,44 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     # a second call resumes: every run is finished, so nothing trains and the table is the same
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--resume"]) == 0
     again = json.loads((out / "results.json").read_text())["results"]
-    assert again == payload["results"] | {
-        k: {
-            n: {**v, "seconds_per_example": again[k][n]["seconds_per_example"]}
-            for n, v in t.items()
+    assert without_timings(again) == without_timings(payload["results"])
+
+    # the same seed from scratch in the same process: the same data, training and table
+    out2 = tmp_path / "demo2"
+    assert main(["demo", "--quick", "--out", str(out2), "--no-progress"]) == 0
+    fresh = json.loads((out2 / "results.json").read_text())["results"]
+    assert without_timings(fresh) == without_timings(payload["results"])
+    # and the models are the same bit for bit, not only their scores
+    import torch
+
+    for name in ("cot", "coconut", "no_cot"):
+        a = torch.load(out / name / "final.pt", map_location="cpu", weights_only=False)["model"]
+        b = torch.load(out2 / name / "final.pt", map_location="cpu", weights_only=False)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def without_timings(tables: dict) -> dict:
+    """Result tables with the latency column dropped (wall-clock varies run to run)."""
+    return {
+        table: {
+            name: {k: v for k, v in row.items() if k != "seconds_per_example"}
+            for name, row in rows.items()
         }
-        for k, t in payload["results"].items()
+        for table, rows in tables.items()
     }
+
+
+def test_quick_demo_default_folder_is_not_the_full_demos(monkeypatch, tmp_path):
+    # `make demo ARGS=--quick` after a full demo must not overwrite runs/demo
+    from coconutblt.commands import reproduce
+
+    seen = {}
+    monkeypatch.setattr(reproduce, "run", lambda args: seen.setdefault("out", args.out) and 0)
+    main(["demo", "--quick"])
+    assert seen["out"] == "runs/demo-quick"
+    seen.clear()
+    main(["demo"])
+    assert seen["out"] == "runs/demo"
 
 
 def test_reproduce_refuses_an_occupied_folder(tmp_path, capsys):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from coconutblt.cli import main
-from coconutblt.reproduce import load_recipe
+from coconutblt.reproduce import final_label, load_recipe
 
 
 @pytest.mark.parametrize("task", ["prontoqa", "prosqa"])
@@ -27,7 +27,8 @@ def test_quick_recipe_on_real_validation(task, shared_data, tmp_path, capsys):
     assert list(tables)[0] == "validation"
     assert len(tables) == (2 if extra else 1)
     rows = tables["validation"]
-    final = f"Coconut (stage {recipe.coconut['curriculum.max_latent_stage']})"
+    last = recipe.coconut["curriculum.max_latent_stage"]
+    final = final_label(recipe.coconut["curriculum.num_epochs"], last)
     assert list(rows)[:2] == ["No-CoT", "CoT"] and list(rows)[-1] == final
     assert rows["CoT"]["avg_thoughts"] == 0.0 and rows[final]["avg_thoughts"] > 0
     for r in rows.values():
@@ -66,3 +67,9 @@ def test_missing_data_dir_is_one_line(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_final_row_names_no_stage_beyond_the_curriculum():
+    # the extra epoch after the last stage (every step latent) is not a stage of its own
+    assert final_label(4, 3) == "Coconut (final, every step latent)"
+    assert final_label(3, 3) == "Coconut (stage 3)"

@@ -288,7 +288,7 @@ def evaluate_runs(
         ("No-CoT", by_name["no_cot"].out / "final.pt"),
         ("CoT", by_name["cot"].out / "final.pt"),
         *((f"Coconut stage {k}", coconut / f"stage{k}.pt") for k in stages if k < final_stage),
-        (f"Coconut (stage {final_stage})", coconut / "final.pt"),
+        (final_label(final_stage, cfg_max_stage(final)), coconut / "final.pt"),
     ]
     results = []
     for label, path in paths:
@@ -301,6 +301,20 @@ def evaluate_runs(
         )
         results.append((label, result))
     return results
+
+
+def cfg_max_stage(ckpt: dict) -> int:
+    """The run's `curriculum.max_latent_stage`, as saved in a checkpoint."""
+    return int(ckpt["run_config"]["curriculum"]["max_latent_stage"])
+
+
+def final_label(final_stage: int, max_latent_stage: int) -> str:
+    """The final Coconut model's row: its stage, or, after the extra epoch(s) past the last
+    stage (every remaining step latent, the official schedule), "final" and no stage number
+    that the curriculum does not have."""
+    if final_stage > max_latent_stage:
+        return "Coconut (final, every step latent)"
+    return f"Coconut (stage {final_stage})"
 
 
 def paper_accuracy(recipe: Recipe, label: str) -> float | None:

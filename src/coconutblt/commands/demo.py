@@ -2,8 +2,8 @@
 
 The demo is the `chain` recipe of `coconutblt reproduce` (configs/recipes/chain.yaml) written
 to runs/demo: a seeded pointer-chasing task (follow shuffled `x=y` facts for 3 hops), CoT,
-Coconut continued from CoT through the continuous-thought stages, No-CoT with the same number
-of optimizer steps, and a comparison on held-out problems with tables, examples and plots.
+Coconut continued from CoT through the continuous-thought stages, No-CoT (answer only), and a
+comparison on held-out problems with tables, examples and plots.
 
 Two choices make the continuous thoughts learnable on the byte/patch model in minutes (measured,
 see benchmarks/RESULTS.md): a thought head with the next-patch loss (`HybridTransformer.
@@ -21,7 +21,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "demo", help="train No-CoT, CoT and Coconut on a synthetic task and compare them"
     )
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument(
+        "--out", default=None, help="run folder (default runs/demo, with --quick runs/demo-quick)"
+    )
     p.add_argument(
         "--quick", action="store_true", help="a smoke run in seconds (numbers not meaningful)"
     )
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     recipe_args = argparse.Namespace(
         task="chain",
         data_dir=".",
-        out=args.out,
+        out=args.out or ("runs/demo-quick" if args.quick else "runs/demo"),
         test=[],
         resume=args.resume,
         quick=args.quick,
