@@ -283,12 +283,13 @@ def evaluate_runs(
     coconut = by_name["coconut"].out
     final = read_checkpoint(coconut / "final.pt")
     final_stage = int(final["stage"])
+    final_run = run_config_from_dict(final["run_config"], source=str(coconut / "final.pt"))
     stages = sorted(int(p.stem[5:]) for p in coconut.glob("stage*.pt") if p.stem[5:].isdigit())
     paths = [
         ("No-CoT", by_name["no_cot"].out / "final.pt"),
         ("CoT", by_name["cot"].out / "final.pt"),
         *((f"Coconut stage {k}", coconut / f"stage{k}.pt") for k in stages if k < final_stage),
-        (final_label(final_stage, cfg_max_stage(final)), coconut / "final.pt"),
+        (final_label(final_stage, final_run.curriculum.max_latent_stage), coconut / "final.pt"),
     ]
     results = []
     for label, path in paths:
@@ -301,11 +302,6 @@ def evaluate_runs(
         )
         results.append((label, result))
     return results
-
-
-def cfg_max_stage(ckpt: dict) -> int:
-    """The run's `curriculum.max_latent_stage`, as saved in a checkpoint."""
-    return int(ckpt["run_config"]["curriculum"]["max_latent_stage"])
 
 
 def final_label(final_stage: int, max_latent_stage: int) -> str:

@@ -237,14 +237,13 @@ class DecodeState:
             )
             layout = layout_from_starts(starts)
             patches = model.encoder.pool(h[b : b + 1, :L], layout)  # (1, P, D)
-            closes = announced[0, 1:] if cfg.closed_patch_context else None  # (L,)
+            closes = announced[:, 1:] if cfg.closed_patch_context else None  # (1, L)
             # the last patch stays open unless the prompt's last byte is known to end it
-            last_closed = closes is not None and bool(closes[-1])
+            last_closed = closes is not None and bool(closes[0, -1])
             closed = layout.num_patches - (0 if last_closed else 1)
             outs = self._prefill_latent(b, patches[:, :closed], thought_patches(ids_b, layout)[0])
+            context[b, :L] = model.previous_patch_context(outs, layout, closes)[0]
             table = torch.cat([model.bos_latent.detach()[None], outs[0]], dim=0)  # (closed+1, D)
-            index = layout.patch_id[0] if closes is None else layout.patch_id[0] + closes.long()
-            context[b, :L] = table[index]
             start = int(layout.starts[0, -1])
             if not last_closed:
                 self.open_h[b, : L - start] = h[b, start:L]
@@ -305,17 +304,12 @@ class DecodeState:
         )
         starts = forced[:, -1] | (self.open_len >= cfg.patch_cap)  # (b,)
         # a patch already closed by its last byte (closed_patch_context) has nothing to close
-        closing = torch.nonzero(starts & (self.open_len > 0)).flatten().tolist()
-        if closing:
-            self._close(None if len(closing) == B else closing)
+        self._close_where(starts & (self.open_len > 0))
         self.open_thought[starts] = ids[starts] == LATENT_ID
         self.open_h[torch.arange(B, device=ids.device), self.open_len] = h[:, 0]
         self.open_len += 1
         if cfg.closed_patch_context:  # the next byte is known to start a patch: close now
-            ends = announced[:, -1] | (self.open_len >= cfg.patch_cap)  # (b,)
-            ending = torch.nonzero(ends).flatten().tolist()
-            if ending:
-                self._close(None if len(ending) == B else ending)
+            self._close_where(announced[:, -1] | (self.open_len >= cfg.patch_cap))
 
         logits = self._decode(h, self.last_out[:, None], positions, mask)[:, 0]  # (b, V)
         self.bytes.commit(None, 1)
@@ -323,6 +317,12 @@ class DecodeState:
         if ent is not None:
             self.recent_ent = torch.cat([self.recent_ent[:, 1:], ent], dim=1)
         return logits
+
+    def _close_where(self, mask: torch.Tensor) -> None:
+        """Close the open patch of every row where mask (b,) is True."""
+        rows = torch.nonzero(mask).flatten().tolist()
+        if rows:
+            self._close(None if len(rows) == mask.shape[0] else rows)
 
     def _close(self, rows: list[int] | None) -> None:
         """Close the open patch of `rows` (None = all): one latent position each."""
