@@ -206,7 +206,13 @@ def test_collate_round_trip() -> None:
     ]
     batch = collate(staged)
     width = max(len(s.input_ids) for s in staged)
-    assert set(batch) == {"input_ids", "labels", "question_labels", "attention_mask"}
+    assert set(batch) == {
+        "input_ids",
+        "labels",
+        "question_labels",
+        "answer_labels",
+        "attention_mask",
+    }
     for tensor in batch.values():
         assert tensor.dtype == torch.long and tensor.shape == (3, width)
     for row, s in enumerate(staged):
@@ -219,6 +225,10 @@ def test_collate_round_trip() -> None:
         assert q[1 : 1 + s.n_question].tolist() == s.input_ids[1 : 1 + s.n_question]
         assert (q[0] == -100) and (q[1 + s.n_question :] == -100).all()
         assert bytes(q[1 : s.n_question].tolist()) == staged_questions[row].encode()
+        # the answer loss covers exactly the answer's bytes and the EOS
+        a = batch["answer_labels"][row]
+        assert a[n - 2 : n].tolist() == [ord("a"), EOS_ID]
+        assert (a[: n - 2] == -100).all() and (a[n:] == -100).all()
         assert (batch["input_ids"][row, n:] == PAD_ID).all()
         assert (batch["labels"][row, n:] == -100).all()
         assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)

@@ -282,3 +282,39 @@ def test_run_folder_holds_the_resolved_config_that_reruns_it(tmp_path):
     argv = ["train", str(saved), "--out", str(tmp_path / "b"), "--no-progress"]
     assert main([*argv, "training.log_every=1"]) == 0
     assert train_losses(tmp_path / "a") == train_losses(tmp_path / "b")
+
+
+@pytest.mark.parametrize("question_w,answer_w", [(0.0, 0.0), (0.5, 0.0), (0.0, 2.0), (1.0, 3.0)])
+def test_question_and_answer_losses_add_their_weighted_means(tmp_path, question_w, answer_w):
+    """The objective is the target loss plus each extra loss weighted by its curriculum key;
+    the answer loss reads only the answer's bytes and the EOS."""
+    from coconutblt.data.vocab import EOS_ID
+    from coconutblt.model.hybrid import next_id_loss
+
+    trainer = Trainer(
+        reasoning_cfg(
+            f"curriculum.question_loss_weight={question_w}",
+            f"curriculum.answer_loss_weight={answer_w}",
+            "model.next_patch_loss_weight=0",
+        ),
+        tmp_path / "run",
+        show_progress=False,
+    )
+    b = trainer.batches.batch(epoch=0, index=0, stage=0)
+    for row in range(b["input_ids"].shape[0]):
+        answer = b["answer_labels"][row][b["answer_labels"][row] != -100].tolist()
+        assert answer[-1] == EOS_ID and bytes(answer[:-1]).decode().strip() != ""
+        assert b"### " + bytes(answer[:-1]) in bytes(
+            i for i in b["labels"][row].tolist() if 0 <= i < 256
+        )
+    trainer.model.eval()  # no dropout: the two forwards below must agree exactly
+    objective, loss = trainer._micro_loss(
+        b["input_ids"], b["labels"], b["question_labels"], b["answer_labels"]
+    )
+    with torch.no_grad():
+        logits = trainer.model(b["input_ids"]).logits
+    expected = next_id_loss(logits, b["labels"])
+    expected = expected + question_w * next_id_loss(logits, b["question_labels"])
+    expected = expected + answer_w * next_id_loss(logits, b["answer_labels"])
+    assert torch.allclose(loss, next_id_loss(logits, b["labels"]), rtol=1e-5)
+    assert torch.allclose(objective.detach(), expected, rtol=1e-5)

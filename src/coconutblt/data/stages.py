@@ -176,6 +176,7 @@ class StagedExample:
     n_skip_steps: int
     answer: str
     n_question: int = 0  # bytes of the question text (+ its newline) right after BOS
+    n_answer: int = 0  # bytes of the answer after "### ", and the EOS, at the end of the target
 
     def question_labels(self) -> list[int]:
         """Labels for a language-model loss on the question's bytes only (-100 elsewhere).
@@ -185,6 +186,15 @@ class StagedExample:
         """
         q = self.input_ids[1 : 1 + self.n_question]
         return [IGNORE_INDEX] + q + [IGNORE_INDEX] * (len(self.input_ids) - 1 - len(q))
+
+    def answer_labels(self) -> list[int]:
+        """Labels for the answer's bytes and the EOS only (-100 elsewhere).
+
+        The answer is a byte or two of a ~300-byte target, so in the mean next-byte loss it
+        weighs almost nothing; `curriculum.answer_loss_weight` adds its own mean on top.
+        """
+        n = len(self.input_ids) - self.n_answer
+        return [IGNORE_INDEX] * n + self.input_ids[n:]
 
 
 def format_example(
@@ -211,29 +221,34 @@ def format_example(
         n_skip_steps=skip,
         answer=example.answer,
         n_question=len(question),
+        n_answer=len(encode(example.answer)) + 1,
     )
 
 
 def collate(staged: list[StagedExample], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
-    """Right-padded LongTensors `input_ids`, `labels` (-100 at pads), `question_labels` (the
-    question's bytes, for the optional reading loss) and `attention_mask`."""
+    """Right-padded LongTensors `input_ids`, `labels` (-100 at pads), `question_labels` and
+    `answer_labels` (the question's and the answer's bytes, for the optional extra losses) and
+    `attention_mask`."""
     if not staged:
         raise ValueError("collate needs at least one example")
     width = max(len(s.input_ids) for s in staged)
     input_ids = torch.full((len(staged), width), pad_id, dtype=torch.long)
     labels = torch.full((len(staged), width), IGNORE_INDEX, dtype=torch.long)
     question_labels = torch.full_like(labels, IGNORE_INDEX)
+    answer_labels = torch.full_like(labels, IGNORE_INDEX)
     mask = torch.zeros((len(staged), width), dtype=torch.long)
     for row, s in enumerate(staged):
         n = len(s.input_ids)
         input_ids[row, :n] = torch.tensor(s.input_ids, dtype=torch.long)
         labels[row, :n] = torch.tensor(s.labels, dtype=torch.long)
         question_labels[row, :n] = torch.tensor(s.question_labels(), dtype=torch.long)
+        answer_labels[row, :n] = torch.tensor(s.answer_labels(), dtype=torch.long)
         mask[row, :n] = 1
     return {
         "input_ids": input_ids,
         "labels": labels,
         "question_labels": question_labels,
+        "answer_labels": answer_labels,
         "attention_mask": mask,
     }
 

@@ -129,11 +129,15 @@ class CurriculumConfig:
     # weight of a next-byte loss on the question's bytes (0 = masked, as the paper): a byte
     # model trained from scratch learns to read the facts from it
     question_loss_weight: float = 0.0
+    # weight of a second next-byte loss on the answer's bytes alone: the answer is one byte of
+    # a ~300-byte chain, so the mean loss barely trains it
+    answer_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_config(
             _at_least(self, 1, "c_thought", "epochs_per_stage", "num_epochs")
             + _at_least(self, 0, "max_latent_stage", "start_stage", "question_loss_weight")
+            + _at_least(self, 0, "answer_loss_weight")
             + [
                 (
                     0 <= self.uniform_prob <= 1,

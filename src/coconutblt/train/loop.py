@@ -380,6 +380,7 @@ class Trainer:
         input_ids: torch.Tensor,
         labels: torch.Tensor,
         question_labels: torch.Tensor | None = None,
+        answer_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective to minimise, next-byte loss): the objective adds the auxiliary losses; the
         next-byte loss alone is what the logs, the progress bar and bits-per-byte report."""
@@ -398,10 +399,13 @@ class Trainer:
             objective = objective + t.est_loss_weight * out.estimator_loss
         if out.next_patch_loss is not None:
             objective = objective + self.cfg.model.next_patch_loss_weight * out.next_patch_loss
-        weight = self.cfg.curriculum.question_loss_weight
-        if weight > 0 and question_labels is not None:
-            reading = next_id_loss(out.logits, question_labels.to(self.device))
-            objective = objective + weight * reading
+        c = self.cfg.curriculum
+        for weight, extra in (
+            (c.question_loss_weight, question_labels),
+            (c.answer_loss_weight, answer_labels),
+        ):
+            if weight > 0 and extra is not None:
+                objective = objective + weight * next_id_loss(out.logits, extra.to(self.device))
         return objective, out.loss.detach()
 
     def _curriculum_starts(self, ids: torch.Tensor) -> torch.Tensor | None:
@@ -575,7 +579,10 @@ class Trainer:
                 )
                 batches = [self.batches.batch(epoch, i, stage) for i in idx]
                 loss = self._optimizer_step(
-                    [(b["input_ids"], b["labels"], b["question_labels"]) for b in batches]
+                    [
+                        (b["input_ids"], b["labels"], b["question_labels"], b["answer_labels"])
+                        for b in batches
+                    ]
                 )
                 self.state.batch_index = idx[-1] + 1
                 steps_this_run += 1
