@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from coconutblt.checkpoint import read_checkpoint
 from coconutblt.cli import main
 from coconutblt.errors import UserError
-from coconutblt.train.checkpoint import read_checkpoint
+from coconutblt.runtime.metrics import read_metrics
 from coconutblt.train.config import load_run_config
 from coconutblt.train.loop import Trainer
-from coconutblt.train.metrics import read_metrics
 from coconutblt.train.run_folder import LOCK_NAME, RunLock
 from tests.conftest import TINY_RUN_MODEL
 
@@ -301,7 +301,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_so(w, tmp_path, mo
     """Disk full at the second checkpoint: a one-line error, and last.pt is still step 1."""
     cfg = load_run_config(str(w / "run" / "config.yaml"), ["training.save_every=1"])
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
-    import coconutblt.train.checkpoint as checkpoint
+    import coconutblt.checkpoint as checkpoint
 
     real, calls = checkpoint.torch.save, {"n": 0}
 
@@ -324,7 +324,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_so(w, tmp_path, mo
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-import coconutblt.train.checkpoint as checkpoint
+import coconutblt.checkpoint as checkpoint
 from coconutblt.train.config import load_run_config
 from coconutblt.train.loop import Trainer
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from coconutblt.train.checkpoint import read_checkpoint
-from coconutblt.train.metrics import read_metrics
+from coconutblt.checkpoint import read_checkpoint
+from coconutblt.runtime.metrics import read_metrics
 from tests.conftest import TINY_RUN_MODEL as MODEL
 
 pytestmark = pytest.mark.distributed

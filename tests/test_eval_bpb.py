@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coconutblt.checkpoint import model_checkpoint
 from coconutblt.cli import main
 from coconutblt.inference.evaluate_bpb import bits_per_byte
 from coconutblt.model import HybridTransformer
-from coconutblt.train.checkpoint import model_checkpoint, save_atomic
+from coconutblt.runtime.files import save_torch
 from tests.conftest import tiny_config
 
 TEXT = (
@@ -82,7 +83,7 @@ def test_max_batches_seq_len_clip_and_mode_restored():
 
 def test_cli_eval_bpb(tmp_path, capsys):
     ckpt = tmp_path / "run" / "final.pt"
-    save_atomic(model_checkpoint(build(patcher="space")), ckpt)
+    save_torch(model_checkpoint(build(patcher="space")), ckpt)
     text = tmp_path / "a.txt"
     text.write_bytes(TEXT)
     plot = tmp_path / "hist.png"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from coconutblt.checkpoint import load_model, model_checkpoint
 from coconutblt.cli import main
 from coconutblt.data.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, START_LATENT_ID, encode
 from coconutblt.errors import UserError
@@ -24,7 +25,7 @@ from coconutblt.hf.export import (
     probe_inputs,
 )
 from coconutblt.model import HybridTransformer
-from coconutblt.train.checkpoint import load_model, model_checkpoint, save_atomic
+from coconutblt.runtime.files import save_torch
 from tests.conftest import tiny_config
 
 pytest.importorskip("transformers")
@@ -137,7 +138,7 @@ def build_and_load(tmp: Path):
     jobs, natives = {}, {}
     for name in CONFIGS:
         ckpt = tmp / f"{name}.pt"
-        save_atomic(model_checkpoint(random_model(name)), ckpt)
+        save_torch(model_checkpoint(random_model(name)), ckpt)
         out = tmp / f"hf_{name}"
         assert main(["export-hf", "--ckpt", str(ckpt), "--out", str(out), "--no-verify"]) == 0
         native = load_model(ckpt)
@@ -270,7 +271,7 @@ def test_model_sources_follow_the_import_graph():
         ("coconutblt.model.patching", "coconutblt.model.local"),
     ]:
         assert order.index(before) < order.index(after)
-    assert "coconutblt.model.params" not in order and "coconutblt.train.checkpoint" not in order
+    assert "coconutblt.model.params" not in order and "coconutblt.checkpoint" not in order
 
 
 def test_modeling_source_is_generated_from_the_package():
@@ -338,7 +339,7 @@ def test_cli_foreign_checkpoint(tmp_path, capsys):
 
 
 def test_cli_refuses_non_empty_out_without_overwrite(tmp_path, capsys):
-    save_atomic(model_checkpoint(HybridTransformer(tiny_config())), tmp_path / "m.pt")
+    save_torch(model_checkpoint(HybridTransformer(tiny_config())), tmp_path / "m.pt")
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "keep.txt").write_text("mine")
     err = one_line_error(

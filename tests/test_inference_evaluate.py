@@ -68,3 +68,52 @@ def test_real_generation_respects_the_budget() -> None:
     result = evaluate_examples(model, _examples(), StageConfig("cot"), 0, max_new_tokens=5)
     assert all(len(r.generated.encode()) <= 5 * 8 for r in result.rows)  # specials print longer
     assert all(r.n_bytes <= 5 for r in result.rows)
+
+
+# (generated text, reference answer): both evaluators must score each the same way
+SCORED = [
+    ("steps\n### 1,000", "1000"),
+    ("### 1000", "1,000"),
+    ("###  True ", "True"),
+    ("### False", "True"),
+    ("no answer written", "True"),
+    ("### ", " "),
+    ("a\n### 7\n### 8", "8"),
+]
+
+
+def test_native_and_hf_evaluators_score_the_same_answers_the_same(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from coconutblt.data.vocab import EOS_ID
+    from coconutblt.hf.commands import evaluate_model
+    from coconutblt.hf.tiny import tiny_tokenizer
+
+    examples = [Example(f"q{i}", ["s"], ref) for i, (_, ref) in enumerate(SCORED)]
+    texts = iter([text for text, _ in SCORED])
+    monkeypatch.setattr(
+        ev, "generate_batch", lambda m, prompts, n: [list(next(texts).encode()) + [EOS_ID]]
+    )
+    model = HybridTransformer(tiny_config())
+    native = evaluate_examples(model, examples, StageConfig("cot"), 0, 1, max_new_tokens=64)
+
+    tok = tiny_tokenizer()
+    tok.pad_token = tok.eos_token  # as `CoconutForCausalLM` sets it
+
+    class FakeHFModel(torch.nn.Module):
+        """Writes SCORED's texts in order, as `CoconutForCausalLM.generate` returns them."""
+
+        tokenizer, device = tok, torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.texts = iter([text for text, _ in SCORED])
+
+        def generate(self, ids, mask, max_new_tokens):
+            out = torch.tensor([tok.encode(next(self.texts))])
+            return SimpleNamespace(sequences=out, lengths=[out.shape[1]])
+
+    hf = evaluate_model(FakeHFModel(), examples, lambda ex: (ex.question, 0), batch_size=1)
+    native_correct = [r.correct for r in native.rows]
+    assert hf.correct == native_correct == [True, True, True, False, False, False, True]
+    assert hf.predictions == [r.prediction for r in native.rows]

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from coconutblt.checkpoint import read_checkpoint
 from coconutblt.cli import main
 from coconutblt.data.vocab import LATENT_ID
 from coconutblt.model.hybrid import HybridTransformer
@@ -25,7 +26,6 @@ from coconutblt.patching_study import (
     window_entropies,
     windows_of,
 )
-from coconutblt.train.checkpoint import read_checkpoint
 from coconutblt.train.patch_curriculum import curriculum_patch_starts, entropy_probability
 from tests.conftest import tiny_config
 

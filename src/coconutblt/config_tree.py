@@ -120,11 +120,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_yaml(data: dict[str, Any], path: str | Path) -> Path:
-    """Write `data` as block-style YAML in key order (readable back by `read_yaml`)."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-    return path
+def dump_yaml(data: dict[str, Any]) -> str:
+    """`data` as block-style YAML in key order (readable back by `read_yaml`)."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -275,8 +275,8 @@ def evaluate_runs(
     runs: list[MethodRun], examples: list[Example], batch_size: int = 64
 ) -> list[tuple[str, Any]]:
     """No-CoT, CoT, then Coconut after each of its stages (the last row is the final model)."""
+    from coconutblt.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.inference.evaluate import evaluate_examples
-    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.train.config import run_config_from_dict, stage_config
 
     by_name = {r.name: r for r in runs}

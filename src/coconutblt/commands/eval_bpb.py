@@ -37,11 +37,11 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from coconutblt.commands.generate import pick_device
+    from coconutblt.checkpoint import load_model
     from coconutblt.data.corpora import read_corpus
     from coconutblt.errors import UserError
     from coconutblt.inference.evaluate_bpb import bits_per_byte, save_patch_histogram
-    from coconutblt.train.checkpoint import load_model
+    from coconutblt.runtime.device import pick_device
 
     if args.seq_len < 2 or args.batch_size < 1 or args.max_bytes < 0:
         raise UserError("--seq-len must be >= 2, --batch-size >= 1 and --max-bytes >= 0")

@@ -31,8 +31,8 @@ def register(sub) -> None:
 
 def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.Namespace):
     """Load a trainer checkpoint and evaluate it the way it was trained (mode, c_thought, stage)."""
+    from coconutblt.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.inference.evaluate import evaluate_examples
-    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.train.config import run_config_from_dict, stage_config
 
     ckpt = read_checkpoint(path)

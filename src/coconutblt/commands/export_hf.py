@@ -33,8 +33,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coconutblt.checkpoint import load_model
     from coconutblt.hf.export import check_out_dir, export_hf, export_summary, verify_export
-    from coconutblt.train.checkpoint import load_model
 
     check_out_dir(args.out, args.overwrite)  # before reading a checkpoint that may be large
     model = load_model(args.ckpt)

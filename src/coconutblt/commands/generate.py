@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from coconutblt.errors import UserError
+from coconutblt.runtime.device import pick_device
 
 
 def register(sub) -> None:
@@ -47,21 +48,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else must name a usable device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(
-            f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
-
-
 def trained_with_markers(ckpt: dict, source: str) -> bool:
     """Whether the checkpoint's run put markers around its thoughts (True when it has no run
     config, e.g. a checkpoint written by a script)."""
@@ -74,9 +60,9 @@ def trained_with_markers(ckpt: dict, source: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coconutblt.checkpoint import model_from_checkpoint, read_checkpoint
     from coconutblt.data.vocab import BOS_ID, decode_text
     from coconutblt.inference.generate import generate, parse_prompt
-    from coconutblt.train.checkpoint import model_from_checkpoint, read_checkpoint
 
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: give at least 1")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from coconutblt.errors import UserError
+from coconutblt.runtime.files import atomic_write
 
 DEFAULT_TARGET = 4.5
 
@@ -234,13 +235,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from coconutblt.checkpoint import entropy_checkpoint_path, load_entropy_model
     from coconutblt.config_tree import read_yaml
     from coconutblt.patching_study.calibrate import (
         calibrate_threshold,
         calibrated_config,
         write_config,
     )
-    from coconutblt.patching_study.entropy_train import entropy_checkpoint_path, load_entropy_model
 
     _positive(args.target_bytes_per_patch, "--target-bytes-per-patch")
     _positive(args.max_patch_size, "--max-patch-size")
@@ -282,8 +283,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- patch stats
 def run_stats(args: argparse.Namespace) -> int:
+    from coconutblt.checkpoint import load_entropy_model
     from coconutblt.patching_study.calibrate import calibrate_threshold
-    from coconutblt.patching_study.entropy_train import load_entropy_model
     from coconutblt.patching_study.plots import passage_entropies, plot_histograms, plot_passage
     from coconutblt.patching_study.stats import compare_patchers, comparison_table, text_histogram
 
@@ -352,13 +353,14 @@ def run_stats(args: argparse.Namespace) -> int:
     )
     hist = plot_histograms(out / "histogram.png", list(stats.values()))
     table = comparison_table(stats)
-    (out / "stats.md").write_text(table + "\n")
-    (out / "stats.json").write_text(
+    atomic_write(out / "stats.md", table + "\n")
+    atomic_write(
+        out / "stats.json",
         json.dumps(
             {k: vars(v) for k, v in stats.items()}
             | {"patcher": patcher, "threshold": threshold, "seq_len": seq_len},
             indent=2,
-        )
+        ),
     )
     print(f"{windows.numel():,} bytes in windows of {seq_len}")
     print(table)

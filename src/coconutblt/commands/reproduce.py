@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+from coconutblt.runtime.files import atomic_write
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -109,7 +111,7 @@ def write_results(out, recipe, runs, tables, eval_sets, seconds, train_minutes, 
     lines += ["", "## The runs", "", "Each method is this `coconutblt train` call:", ""]
     for r in runs:
         lines += [f"- {r.name}:", "", "  ```bash", f"  {r.command}", "  ```", ""]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "results.md", "\n".join(lines) + "\n")
     payload = {
         "task": recipe.task,
         "quick": quick,
@@ -120,4 +122,4 @@ def write_results(out, recipe, runs, tables, eval_sets, seconds, train_minutes, 
         },
         "commands": {r.name: r.command for r in runs},
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    atomic_write(out / "results.json", json.dumps(payload, indent=2))

@@ -266,3 +266,16 @@ def extract_answer(generated_text: str) -> str:
     for stop in ("\n", "<|"):
         rest = rest.split(stop, 1)[0]
     return rest.strip()
+
+
+def normalize_answer(answer: str | None) -> str:
+    """The form answers are compared in: stripped, thousands separators dropped ("1,000" and
+    "1000" are one number, as in GSM8K's references)."""
+    return (answer or "").replace(",", "").strip()
+
+
+def answer_matches(prediction: str | None, reference: str) -> bool:
+    """Exact match after `normalize_answer`; no answer (``""``) is never right. The one rule
+    every evaluator (native and Hugging Face) scores with."""
+    pred = normalize_answer(prediction)
+    return bool(pred) and pred == normalize_answer(reference)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from coconutblt.data.reasoning import Example, join_icot_chain
 from coconutblt.errors import UserError
+from coconutblt.runtime.files import atomic_write
 
 IntSpec = int | tuple[int, int]
 
@@ -424,5 +425,5 @@ def write_examples(examples: list[Example], path: str | Path) -> Path:
         text = "".join(_icot_line(e) + "\n" for e in examples)
     else:
         text = json.dumps(records, ensure_ascii=False, indent=1) + "\n"
-    path.write_text(text, encoding="utf-8")
+    atomic_write(path, text)
     return path

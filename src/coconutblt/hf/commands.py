@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from coconutblt.errors import UserError
+from coconutblt.runtime.device import pick_device
+from coconutblt.runtime.distributed import DistContext, barrier, init_distributed, shutdown
 
 # ----- argparse -----------------------------------------------------------------------------
 
@@ -182,24 +182,6 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA but none is available; use --device cpu")
-    return device
-
-
 def _positive(name: str, value: int | float | None) -> None:
     if value is not None and value <= 0:
         raise UserError(f"{name} must be positive, got {value}")
@@ -258,10 +240,6 @@ def _thought_prompt(example, n_thoughts: int) -> tuple[str, int]:
     from coconutblt.data.stages import format_text
 
     return format_text(example, len(example.steps), n_thoughts, markers=True)[0], n_thoughts
-
-
-def _normalize(answer: str | None) -> str:
-    return (answer or "").replace(",", "").strip()
 
 
 # ----- hf tokens ----------------------------------------------------------------------------
@@ -341,77 +319,6 @@ def _greedy_ids(model, prompt_ids: list[int], n: int) -> list[int]:
 # ----- hf train -----------------------------------------------------------------------------
 
 METRICS_FILE = "metrics.jsonl"
-# Ranks other than 0 wait at a barrier while rank 0 validates and saves: allow it an hour.
-_DIST_TIMEOUT = timedelta(hours=1)
-
-
-@dataclass
-class _Ranks:
-    """This process's place under torchrun (rank 0 of 1 without it)."""
-
-    rank: int = 0
-    world: int = 1
-    owned: bool = False  # this call started the process group, so it ends it
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _start_ranks(device_name: str):
-    """(device, _Ranks): with WORLD_SIZE > 1 (torchrun), start the process group — gloo on the
-    CPU, nccl on CUDA with one GPU per process picked by LOCAL_RANK."""
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = _device(device_name)
-    if world <= 1:
-        return dev, _Ranks()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if dev.type == "cuda":
-        if device_name not in ("auto", "cuda"):
-            raise UserError(
-                f"under torchrun --device {device_name} puts every process on one GPU; "
-                "pass --device cuda (LOCAL_RANK picks each process's GPU)"
-            )
-        if local >= torch.cuda.device_count():
-            raise UserError(
-                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible; "
-                "lower torchrun's --nproc_per_node"
-            )
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-        backend = "nccl"
-    elif dev.type == "cpu":
-        backend = "gloo"
-    else:
-        raise UserError(
-            f"hf train under torchrun runs on cuda (nccl) or cpu (gloo), not {dev.type}; "
-            "pass --device cuda or --device cpu"
-        )
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group(backend, timeout=_DIST_TIMEOUT)
-    return dev, _Ranks(dist.get_rank(), dist.get_world_size(), owned)
-
-
-def _barrier(ranks: _Ranks, dev) -> None:
-    if ranks.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier(device_ids=[dev.index] if dev.type == "cuda" else None)
-
-
-def _stop_ranks(ranks: _Ranks, dev, ok: bool) -> None:
-    """End a process group this call started; the barrier (on success only: after an error
-    the other ranks may never arrive) keeps gloo ranks from aborting one another at exit."""
-    import torch.distributed as dist
-
-    if ranks.owned and dist.is_initialized():
-        if ok:
-            _barrier(ranks, dev)
-        dist.destroy_process_group()
 
 
 def _shard(rows: list, rank: int, world: int) -> list:
@@ -489,7 +396,8 @@ def train_stage(
     cfg = _stage_config(stage, c_thought, max_latent_stage, pad_latent_to_max, uniform_prob)
     examples = _load_examples(data, max_examples)
     val_examples = _load_examples(val_data, max_val_examples, "--val-data") if val_data else None
-    dev, ranks = _start_ranks(device)
+    ranks = init_distributed(device)
+    dev = ranks.device
     ok = False
     try:
         result = _train_loop(
@@ -510,12 +418,12 @@ def train_stage(
             bf16=bf16,
             gradient_checkpointing=gradient_checkpointing,
             seed=seed,
-            print_fn=print_fn if ranks.main else (lambda *a, **k: None),
+            print_fn=print_fn if ranks.is_main else (lambda *a, **k: None),
         )
         ok = True
         return result
     finally:
-        _stop_ranks(ranks, dev, ok)
+        shutdown(ranks, ok)
 
 
 def _train_loop(
@@ -533,7 +441,7 @@ def _train_loop(
     grad_accum,
     max_new_tokens,
     dev,
-    ranks: _Ranks,
+    ranks: DistContext,
     bf16,
     gradient_checkpointing,
     seed,
@@ -558,7 +466,7 @@ def _train_loop(
         enable_checkpointing(model.base_model)
     tok = model.tokenizer
     engine = model  # what the training forward calls: the model, or DDP around it
-    if ranks.world > 1:
+    if ranks.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         # One DDP forward holds all n+1 thought passes (the model's own forward): a parameter
@@ -569,10 +477,10 @@ def _train_loop(
         torch.manual_seed(seed + ranks.rank)  # distinct dropout masks per rank
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     thoughts = min(stage, cfg.max_latent_stage) * cfg.c_thought
-    global_batch = batch_size * ranks.world
+    global_batch = batch_size * ranks.world_size
     where = f"on {dev}"
-    if ranks.world > 1:
-        where = f"on {ranks.world} processes ({dev.type}), global batch {global_batch}"
+    if ranks.world_size > 1:
+        where = f"on {ranks.world_size} processes ({dev.type}), global batch {global_batch}"
     print_fn(
         f"hf train: stage {stage} ({cfg.mode}, up to {thoughts} thoughts), "
         f"{len(examples)} examples, from {source}, {where}"
@@ -584,7 +492,7 @@ def _train_loop(
         "pad_latent_to_max": cfg.pad_latent_to_max,
         "n_thoughts": thoughts if stage > 0 else None,
         "source": str(source),
-        "world_size": ranks.world,
+        "world_size": ranks.world_size,
         "global_batch": global_batch,
     }
 
@@ -605,24 +513,24 @@ def _train_loop(
             total=n_batches,
             desc=f"stage {stage} epoch {epoch + 1}/{epochs}",
             dynamic_ncols=True,
-            disable=not ranks.main,
+            disable=not ranks.is_main,
         )
         optimizer.zero_grad(set_to_none=True)
         for i in range(n_batches):
             rows_i = rows[i * global_batch : (i + 1) * global_batch]
-            mine = _shard(rows_i, ranks.rank, ranks.world) if ranks.world > 1 else rows_i
+            mine = _shard(rows_i, ranks.rank, ranks.world_size) if ranks.world_size > 1 else rows_i
             batch = collate(mine, tok.pad_token_id, model.token_ids.latent)
             batch = {k: v.to(dev) for k, v in batch.items()}
             labels = batch.pop("labels")
             sync = (i + 1) % grad_accum == 0 or i + 1 == n_batches
-            no_sync = engine.no_sync() if ranks.world > 1 and not sync else nullcontext()
+            no_sync = engine.no_sync() if ranks.world_size > 1 and not sync else nullcontext()
             with no_sync:
                 logits = engine(**batch).logits  # (B, T, V)
                 ce_sum = causal_lm_loss(logits, labels, reduction="sum")
                 # [summed CE, loss tokens] over the whole global batch
                 parts = (ce_sum.detach(), n_loss_tokens(labels))
                 totals = torch.stack([x.to(acc_dtype) for x in parts])
-                if ranks.world > 1:
+                if ranks.world_size > 1:
                     dist.all_reduce(totals)
                 n_tokens = max(float(totals[1]), 1.0)
                 loss_value = float(totals[0]) / n_tokens
@@ -633,7 +541,7 @@ def _train_loop(
                     )
                 # DDP averages gradients over ranks: × world makes the sum of the per-rank
                 # token sums over the global token count, the single-process mean.
-                (ce_sum * (ranks.world / (n_tokens * grad_accum))).backward()
+                (ce_sum * (ranks.world_size / (n_tokens * grad_accum))).backward()
             if sync:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -653,7 +561,7 @@ def _train_loop(
             bar.set_postfix(loss=f"{loss_value:.4f}")
             bar.update(1)
         bar.close()
-        if ranks.main:
+        if ranks.is_main:
             line = f"epoch {epoch + 1}/{epochs}: mean train loss {_mean(losses[-n_batches:]):.4f}"
             if val_examples is not None:
                 result = evaluate_model(model, val_examples, val_prompt, max_new_tokens, batch_size)
@@ -677,7 +585,7 @@ def _train_loop(
             meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
             log = "".join(json.dumps(r) + "\n" for r in metrics)
             model.save_pretrained(out, metadata=meta, extra_files={METRICS_FILE: log})
-        _barrier(ranks, dev)  # the others wait for rank 0's validation and save
+        barrier(ranks)  # the others wait for rank 0's validation and save
     print_fn(f"saved {out}")
     return {"losses": losses, "val_accuracy": val_accuracy, "out": Path(out)}
 
@@ -722,7 +630,7 @@ def evaluate_model(
     """
     import torch
 
-    from coconutblt.data.stages import extract_answer
+    from coconutblt.data.stages import answer_matches, extract_answer
     from coconutblt.hf.batching import encode_prompt, pad_prompts
 
     tok = model.tokenizer
@@ -747,7 +655,7 @@ def evaluate_model(
             pred = extract_answer(text)
             texts.append(text)
             preds.append(pred)
-            correct.append(bool(pred) and _normalize(pred) == _normalize(ex.answer))
+            correct.append(answer_matches(pred, ex.answer))
             n_tokens += n
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -807,7 +715,7 @@ def evaluate_checkpoints(
     _positive("--max-new-tokens", max_new_tokens)
     if n_thoughts is not None and n_thoughts < 0:
         raise UserError(f"--n-thoughts must be 0 or more, got {n_thoughts}")
-    dev = _device(device)
+    dev = pick_device(device)
     examples = _load_examples(data, max_examples)
     results, names = [], []
     for path in ckpts:

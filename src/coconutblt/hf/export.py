@@ -32,6 +32,7 @@ import torch
 
 from coconutblt.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from coconutblt.errors import UserError
+from coconutblt.runtime.files import atomic_write
 
 # modeling_coconutblt.py holds these modules and every coconutblt module they import (at top
 # level or inside a function), dependencies first; see `model_sources`. errors and config_tree
@@ -414,17 +415,6 @@ def build_modeling_source() -> str:
 
 
 # ---------------------------------------------------------------------------------- export
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     """The export folder, if it is usable: new, empty, or `overwrite` given."""
     out = Path(out_dir)
@@ -436,8 +426,8 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
 
 
 def _model_from(source):
+    from coconutblt.checkpoint import load_model
     from coconutblt.model import HybridTransformer
-    from coconutblt.train.checkpoint import load_model
 
     if isinstance(source, HybridTransformer):
         return source
@@ -496,7 +486,7 @@ def export_hf(source, out_dir: str | Path, overwrite: bool = False) -> Path:
         "README.md": readme.replace("{EOS_ID}", str(EOS_ID)),
     }
     for name, text in files.items():
-        _write_atomic(out / name, text.encode("utf-8"))
+        atomic_write(out / name, text)
     return out
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from coconutblt.data.reasoning import Example
-from coconutblt.data.stages import StageConfig, extract_answer, format_example
+from coconutblt.data.stages import StageConfig, answer_matches, extract_answer, format_example
 from coconutblt.data.vocab import NUM_BYTES, decode_text
 
 
@@ -118,7 +118,7 @@ def evaluate_examples(
                     ex.question,
                     ex.answer,
                     pred,
-                    pred == ex.answer.strip(),
+                    answer_matches(pred, ex.answer),
                     text,
                     n_bytes,
                     s.n_latents,

@@ -8,8 +8,6 @@ bytes before it in that window; bpb = sum of those next-byte NLLs in bits / thei
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from coconutblt.errors import UserError
+from coconutblt.runtime.files import save_figure
 
 
 @dataclass
@@ -114,14 +113,8 @@ def save_patch_histogram(result: BpbResult, path: str | Path, title: str = "") -
     ax.set_xticks(sizes)
     ax.set_title(title or f"mean {result.bytes_per_patch:.2f} bytes/patch, {result.bpb:.3f} bpb")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_figure(fig, path, dpi=100)
     finally:
         plt.close(fig)
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from coconutblt.runtime.files import save_figure
+
 
 def plot_comparison(results, path: Path, title: str = "") -> Path:
     """Bars per method: accuracy, bytes generated per answer, ms per example."""
@@ -37,7 +39,7 @@ def plot_validation_curves(runs: dict[str, Path], path: Path, title: str = "") -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coconutblt.train.metrics import read_metrics
+    from coconutblt.runtime.metrics import read_metrics
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, metrics in runs.items():
@@ -60,6 +62,6 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

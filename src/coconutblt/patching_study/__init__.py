@@ -6,6 +6,11 @@
 - `compare_patchers`, `stats_from_starts` -> `PatchStats`; `plot_passage`, `plot_histograms`
 """
 
+from coconutblt.checkpoint import (
+    install_entropy_model,
+    load_entropy_model,
+    read_entropy_checkpoint,
+)
 from coconutblt.patching_study.calibrate import (
     Calibration,
     calibrate_threshold,
@@ -22,9 +27,6 @@ from coconutblt.patching_study.entropy_train import (
     EntropyTrainConfig,
     EntropyTrainResult,
     heldout_bpb,
-    install_entropy_model,
-    load_entropy_model,
-    read_entropy_checkpoint,
     train_entropy_model,
 )
 from coconutblt.patching_study.plots import plot_curves, plot_histograms, plot_passage

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from coconutblt.config_tree import dump_yaml
 from coconutblt.errors import UserError
 from coconutblt.model.patching import patch_starts
+from coconutblt.runtime.files import atomic_write
 
 
 @dataclass
@@ -137,4 +138,4 @@ def write_config(tree: dict[str, Any], path: str | Path) -> None:
     run_config_from_dict(tree, source=str(path))  # raises UserError naming a bad key
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(tree, sort_keys=False, default_flow_style=False))
+    atomic_write(path, dump_yaml(tree))

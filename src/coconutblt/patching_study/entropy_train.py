@@ -23,14 +23,15 @@ from pathlib import Path
 
 import torch
 
+from coconutblt.checkpoint import ENTROPY_CHECKPOINT_NAME, FORMAT, VERSION
 from coconutblt.data.corpora import ByteWindows, read_corpus, split_corpus
 from coconutblt.data.vocab import VOCAB_SIZE
 from coconutblt.errors import UserError
 from coconutblt.model.config import EntropyModelConfig
 from coconutblt.model.entropy import EntropyModel
-from coconutblt.train.checkpoint import FORMAT, VERSION, read_checkpoint, save_atomic
+from coconutblt.runtime.device import pick_device
+from coconutblt.runtime.files import save_torch
 
-CHECKPOINT_NAME = "entropy.pt"
 LN2 = math.log(2.0)
 
 
@@ -89,18 +90,6 @@ class EntropyTrainResult:
     bytes_per_second: float
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return dev
-
-
 def lr_at(step: int, cfg: EntropyTrainConfig) -> float:
     """Linear warmup, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
@@ -157,7 +146,7 @@ def train_entropy_model(
         )
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    dev = resolve_device(cfg.device)
+    dev = pick_device(cfg.device)
     blob = corpus if corpus is not None else read_corpus(cfg.data, cfg.max_bytes)
     train, val = split_corpus(blob, cfg.holdout)
     if len(val) <= 16:
@@ -218,8 +207,8 @@ def train_entropy_model(
     train_bytes = cfg.steps * bytes_per_step
     path = None
     if out_dir is not None:
-        path = Path(out_dir) / CHECKPOINT_NAME
-        save_atomic(entropy_checkpoint(model, cfg, train_bytes, bpb, losses), path)
+        path = Path(out_dir) / ENTROPY_CHECKPOINT_NAME
+        save_torch(entropy_checkpoint(model, cfg, train_bytes, bpb, losses), path)
     model.requires_grad_(False)
     return EntropyTrainResult(
         model.cpu(), path, losses, bpb, train_bytes, seconds, train_bytes / seconds
@@ -246,70 +235,3 @@ def entropy_checkpoint(
         "losses": [[int(s), float(v)] for s, v in losses],
         "data": [str(p) for p in cfg.data] or ["<python stdlib>"],
     }
-
-
-def entropy_checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a folder holding `entropy.pt`."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / CHECKPOINT_NAME).is_file():
-            raise UserError(
-                f"{path}: folder holds no {CHECKPOINT_NAME}; train one with `coconutblt entropy train --out {path}`"
-            )
-        return path / CHECKPOINT_NAME
-    return path
-
-
-def read_entropy_checkpoint(path: str | Path) -> dict:
-    ckpt = read_checkpoint(entropy_checkpoint_path(path))
-    if ckpt.get("kind") != "entropy":
-        raise UserError(
-            f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not an entropy model; pass `entropy train --out` DIR"
-        )
-    return ckpt
-
-
-def load_entropy_model(path: str | Path, device: str | torch.device = "cpu") -> EntropyModel:
-    """`DIR` (holding entropy.pt) or the .pt file -> frozen `EntropyModel` in eval mode.
-
-    The returned model carries `train_seq_len` (the window length it was trained on) and
-    `heldout_bpb` from its checkpoint.
-    """
-    ckpt = read_entropy_checkpoint(path)
-    try:
-        cfg = EntropyModelConfig(**ckpt["entropy_config"])
-    except TypeError as exc:
-        raise UserError(f"{path}: entropy_config does not fit this coconutblt ({exc})") from None
-    model = EntropyModel(cfg, VOCAB_SIZE)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: weights do not fit the entropy config (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    model.train_seq_len = int(ckpt.get("seq_len", 0))
-    model.heldout_bpb = float(ckpt.get("heldout_bpb", float("nan")))
-    model.requires_grad_(False)
-    return model.to(device).eval()
-
-
-def install_entropy_model(hybrid, path: str | Path) -> None:
-    """Load a trained entropy model into `HybridTransformer.entropy_model` (patcher=entropy).
-
-    The hybrid's `entropy_patcher.model` config must match the checkpoint's (`patch calibrate
-    --out-config` writes it); a mismatch is a one-line `UserError`.
-    """
-    if getattr(hybrid, "entropy_model", None) is None:
-        raise UserError(
-            "the model has no entropy model to load: set model.patcher=entropy and entropy_patcher.estimator=model"
-        )
-    loaded = load_entropy_model(path)
-    want, have = dataclasses.asdict(loaded.cfg), dataclasses.asdict(hybrid.entropy_model.cfg)
-    if want != have:
-        diff = {k: (have[k], want[k]) for k in want if want[k] != have.get(k)}
-        raise UserError(
-            f"{path}: entropy model config {diff} (config, checkpoint) differs from model.entropy_patcher.model; "
-            "copy the checkpoint's entropy_config into the config (`coconutblt patch calibrate --out-config` does)"
-        )
-    dev = next(hybrid.entropy_model.parameters()).device
-    hybrid.entropy_model.load_state_dict(loaded.state_dict())
-    hybrid.entropy_model.to(dev).eval().requires_grad_(False)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from coconutblt.patching_study.stats import PatchStats
+from coconutblt.runtime.files import save_figure
 
 
 def _pyplot():
@@ -90,7 +91,7 @@ def plot_passage(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    save_figure(fig, path, dpi=130)
     plt.close(fig)
     return path
 
@@ -108,7 +109,7 @@ def plot_histograms(path: str | Path, stats: Sequence[PatchStats]) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -142,7 +143,7 @@ def plot_curves(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

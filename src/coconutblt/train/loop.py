@@ -17,20 +17,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from coconutblt.config_tree import write_yaml
+from coconutblt.checkpoint import install_entropy_model, model_checkpoint, read_checkpoint
+from coconutblt.config_tree import dump_yaml
 from coconutblt.data.stages import scheduled_stage
 from coconutblt.errors import UserError
 from coconutblt.model import HybridTransformer
 from coconutblt.model.hybrid import next_id_loss
-from coconutblt.train.batches import ReasoningBatches
-from coconutblt.train.checkpoint import model_checkpoint, read_checkpoint, save_atomic
-from coconutblt.train.config import RunConfig, run_config_from_dict, stage_config
-from coconutblt.train.data_setup import load_reasoning, load_text
-from coconutblt.train.distributed import (
+from coconutblt.runtime.distributed import (
     DistContext,
     all_mean,
-    apply_activation_checkpointing,
-    apply_fsdp,
     broadcast_object,
     full_model_state,
     full_optimizer_state,
@@ -39,7 +34,12 @@ from coconutblt.train.distributed import (
     load_full_optimizer_state,
     shutdown,
 )
-from coconutblt.train.metrics import MetricsLog, plot_metrics
+from coconutblt.runtime.files import atomic_write, save_torch
+from coconutblt.runtime.metrics import MetricsLog, plot_metrics
+from coconutblt.train.batches import ReasoningBatches
+from coconutblt.train.config import RunConfig, run_config_from_dict, stage_config
+from coconutblt.train.data_setup import load_reasoning, load_text
+from coconutblt.train.distributed import apply_activation_checkpointing, apply_fsdp
 from coconutblt.train.optim import build_optimizer, lr_at, set_lr
 from coconutblt.train.run_folder import (
     RunLock,
@@ -59,16 +59,6 @@ class TrainState:
     stage: int = -1  # stage of the current optimizer (-1 = none yet)
     best_accuracy: float = -1.0
     last_loss: float = float("nan")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            f"training.device={name} but no CUDA device is visible; use training.device=cpu or auto"
-        )
-    return torch.device(name)
 
 
 def stage_at(cfg: RunConfig, epoch: int) -> int:
@@ -118,7 +108,7 @@ class Trainer:
         """`resume`: continue from OUT/last.pt; `overwrite`: a new run may replace another run's
         checkpoints in OUT. The folder is locked (`OUT/train.lock`) until `fit` ends."""
         self.out = Path(out_dir)
-        self.ctx: DistContext = init_distributed(cfg.training.device)
+        self.ctx: DistContext = init_distributed(cfg.training.device, "training.device")
         self.show_progress = show_progress and self.ctx.is_main
         self.lock = RunLock(self.out)
         error = None
@@ -166,7 +156,7 @@ class Trainer:
                 )
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        self.device = self.ctx.device if self.ctx.enabled else pick_device(t.device)
+        self.device = self.ctx.device
         use_bf16 = t.dtype == "bfloat16" or (t.dtype == "auto" and self.device.type == "cuda")
         # under FSDP the mixed-precision policy casts; a single process uses autocast
         self.autocast_dtype = torch.bfloat16 if use_bf16 and not self.ctx.enabled else None
@@ -208,7 +198,7 @@ class Trainer:
                         f"--overwrite: removed the earlier run's {', '.join(removed)} from {self.out}"
                     )
             # the resolved config: `coconutblt train DIR/config.yaml key=value` reruns a variant
-            write_yaml(self.cfg.to_dict(), self.out / "config.yaml")
+            atomic_write(self.out / "config.yaml", dump_yaml(self.cfg.to_dict()))
             self.log = MetricsLog(
                 self.out / "metrics.jsonl", resume_step=self.state.step if resume else None
             )
@@ -286,8 +276,6 @@ class Trainer:
         torch.manual_seed(t.seed)
         model = HybridTransformer(self.cfg.model)
         if t.entropy_model:
-            from coconutblt.patching_study.entropy_train import install_entropy_model
-
             install_entropy_model(model, t.entropy_model)
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
@@ -364,7 +352,7 @@ class Trainer:
                 "python_rng": random.getstate(),
             }
         ckpt = model_checkpoint(self.model, extra=extra, state=model_state)
-        save_atomic(ckpt, path)
+        save_torch(ckpt, path)
         if name == "last.pt":
             self.saved_step = self.state.step
         return path

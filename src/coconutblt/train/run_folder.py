@@ -55,7 +55,7 @@ def clear_run(folder: str | Path) -> list[str]:
 
 
 def remove_partial_writes(folder: str | Path) -> list[str]:
-    """Remove the temp files of checkpoint writes a killed run left half-done (`save_atomic`
+    """Remove the temp files of checkpoint writes a killed run left half-done (`runtime.files.atomic_write`
     writes `.NAME.XXXX.tmp` beside NAME, then renames it). Call with the folder's lock held."""
     folder = Path(folder)
     if not folder.is_dir():

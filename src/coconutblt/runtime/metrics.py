@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from coconutblt.runtime.files import atomic_write, save_figure
+
 
 class MetricsLog:
     """Append-only `metrics.jsonl`. On resume, records past the checkpoint's step are dropped,
@@ -15,10 +17,10 @@ class MetricsLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            self.path.write_text("")
+            atomic_write(self.path, "")
         elif self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
@@ -64,6 +66,6 @@ def plot_metrics(metrics_path: str | Path, out_png: str | Path, title: str = "")
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=110)
+    save_figure(fig, out_png, dpi=110)
     plt.close(fig)
     return out_png

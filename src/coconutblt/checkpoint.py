@@ -1,4 +1,6 @@
-"""Checkpoints: one file, written atomically, loaded with `weights_only=True`.
+"""Checkpoints: one file, written atomically (`runtime.files.save_torch`), loaded with
+`weights_only=True`; read, checked and built into a model here, below training, generation
+and export, which all read them.
 
 A checkpoint is a dict of plain containers and tensors: `format`, `version`, `kind`
 ("hybrid"), `model_config` (dict), `model` (state dict) and, for training checkpoints,
@@ -7,45 +9,19 @@ A checkpoint is a dict of plain containers and tensors: `format`, `version`, `ki
 
 from __future__ import annotations
 
-import os
-import tempfile
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from coconutblt.data.vocab import VOCAB_SIZE
 from coconutblt.errors import UserError
+from coconutblt.model.config import EntropyModelConfig
+from coconutblt.model.entropy import EntropyModel
 
 FORMAT = "coconutblt"
 VERSION = 1
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
-
-    A crash mid-write leaves the previous file intact; a failed write (disk full, no
-    permission) is a `UserError` that says so.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # no space, no permission, a folder gone: the user's to fix
-            before = "the previous file is left as it was" if path.is_file() else "nothing saved"
-            raise UserError(
-                f"{path}: could not save ({exc.strerror or exc}); {before}; free disk space or "
-                "check the folder's permissions"
-            ) from None
-        raise
+ENTROPY_CHECKPOINT_NAME = "entropy.pt"  # what `entropy train --out DIR` writes in DIR
 
 
 def model_checkpoint(
@@ -125,3 +101,70 @@ def model_from_checkpoint(ckpt: dict, path: str | Path, device: str | torch.devi
             f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return model.to(device).eval()
+
+
+def entropy_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a folder holding `entropy.pt`."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / ENTROPY_CHECKPOINT_NAME).is_file():
+            raise UserError(
+                f"{path}: folder holds no {ENTROPY_CHECKPOINT_NAME}; train one with `coconutblt entropy train --out {path}`"
+            )
+        return path / ENTROPY_CHECKPOINT_NAME
+    return path
+
+
+def read_entropy_checkpoint(path: str | Path) -> dict:
+    ckpt = read_checkpoint(entropy_checkpoint_path(path))
+    if ckpt.get("kind") != "entropy":
+        raise UserError(
+            f"{path}: checkpoint holds a '{ckpt.get('kind')}' model, not an entropy model; pass `entropy train --out` DIR"
+        )
+    return ckpt
+
+
+def load_entropy_model(path: str | Path, device: str | torch.device = "cpu") -> EntropyModel:
+    """`DIR` (holding entropy.pt) or the .pt file -> frozen `EntropyModel` in eval mode.
+
+    The returned model carries `train_seq_len` (the window length it was trained on) and
+    `heldout_bpb` from its checkpoint.
+    """
+    ckpt = read_entropy_checkpoint(path)
+    try:
+        cfg = EntropyModelConfig(**ckpt["entropy_config"])
+    except TypeError as exc:
+        raise UserError(f"{path}: entropy_config does not fit this coconutblt ({exc})") from None
+    model = EntropyModel(cfg, VOCAB_SIZE)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: weights do not fit the entropy config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.train_seq_len = int(ckpt.get("seq_len", 0))
+    model.heldout_bpb = float(ckpt.get("heldout_bpb", float("nan")))
+    model.requires_grad_(False)
+    return model.to(device).eval()
+
+
+def install_entropy_model(hybrid, path: str | Path) -> None:
+    """Load a trained entropy model into `HybridTransformer.entropy_model` (patcher=entropy).
+
+    The hybrid's `entropy_patcher.model` config must match the checkpoint's (`patch calibrate
+    --out-config` writes it); a mismatch is a one-line `UserError`.
+    """
+    if getattr(hybrid, "entropy_model", None) is None:
+        raise UserError(
+            "the model has no entropy model to load: set model.patcher=entropy and entropy_patcher.estimator=model"
+        )
+    loaded = load_entropy_model(path)
+    want, have = dataclasses.asdict(loaded.cfg), dataclasses.asdict(hybrid.entropy_model.cfg)
+    if want != have:
+        diff = {k: (have[k], want[k]) for k in want if want[k] != have.get(k)}
+        raise UserError(
+            f"{path}: entropy model config {diff} (config, checkpoint) differs from model.entropy_patcher.model; "
+            "copy the checkpoint's entropy_config into the config (`coconutblt patch calibrate --out-config` does)"
+        )
+    dev = next(hybrid.entropy_model.parameters()).device
+    hybrid.entropy_model.load_state_dict(loaded.state_dict())
+    hybrid.entropy_model.to(dev).eval().requires_grad_(False)
