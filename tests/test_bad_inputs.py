@@ -265,7 +265,7 @@ def test_resume_trains_longer_with_a_new_lr(w, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "resumed at step 2 of 4" in printed
     assert "training.steps 2 -> 4" in printed and "training.lr 0.001 -> 0.0005" in printed
-    from coconutblt.train.optim import lr_at
+    from coconutblt.train.loop import lr_at
 
     cfg = load_run_config(str(out / "config.yaml"))
     assert cfg.training.steps == 4 and cfg.training.lr == 5e-4  # the config now says so

@@ -81,3 +81,24 @@ def test_figures_are_written_as_png(tmp_path):
     path = save_figure(fig, tmp_path / "f.png")
     plt.close(fig)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schedule_warms_up_linearly_then_decays_to_the_floor():
+    from coconutblt.runtime.optim import warmup_cosine
+
+    lrs = [warmup_cosine(s, 110, 1.0, 10, 0.1) for s in range(111)]
+    assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert lrs[10] == pytest.approx(1.0) and lrs[110] == pytest.approx(0.1)
+    assert lrs[60] == pytest.approx(0.55)  # half way through the decay: the mean of peak and floor
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert warmup_cosine(5, 10, 2.0, 0, 0.0) == pytest.approx(1.0)  # no warmup
+
+
+def test_only_matrices_decay():
+    from coconutblt.runtime.optim import build_adamw
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    decay, no_decay = build_adamw(model, 1e-3, 0.1).param_groups
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 3])]
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert len(no_decay["params"]) == 3  # linear bias, norm weight and bias

@@ -31,6 +31,7 @@ from coconutblt.model.config import EntropyModelConfig
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.runtime.device import pick_device
 from coconutblt.runtime.files import save_torch
+from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
 
 LN2 = math.log(2.0)
 
@@ -88,14 +89,6 @@ class EntropyTrainResult:
     train_bytes: int  # bytes seen in training (steps x batch x seq_len)
     seconds: float
     bytes_per_second: float
-
-
-def lr_at(step: int, cfg: EntropyTrainConfig) -> float:
-    """Linear warmup, then cosine decay to 10% of the peak."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 @torch.no_grad()
@@ -156,16 +149,7 @@ def train_entropy_model(
     torch.manual_seed(cfg.seed)
     model = EntropyModel(cfg.model_config(), VOCAB_SIZE).to(dev)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    other = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": other, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = build_adamw(model, cfg.lr, cfg.weight_decay)
     losses: list[tuple[int, float]] = []
     bytes_per_step = cfg.batch_size * cfg.seq_len
     start = time.perf_counter()
@@ -178,8 +162,7 @@ def train_entropy_model(
     )
     ema = None
     for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+        set_lr(opt, warmup_cosine(step, cfg.steps, cfg.lr, cfg.warmup_steps, min_lr_ratio=0.1))
         batch = windows.batch(step).to(dev)
         loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)

@@ -36,11 +36,11 @@ from coconutblt.runtime.distributed import (
 )
 from coconutblt.runtime.files import atomic_write, save_torch
 from coconutblt.runtime.metrics import MetricsLog, plot_metrics
+from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
 from coconutblt.train.batches import ReasoningBatches
-from coconutblt.train.config import RunConfig, run_config_from_dict, stage_config
+from coconutblt.train.config import RunConfig, TrainingConfig, run_config_from_dict, stage_config
 from coconutblt.train.data_setup import load_reasoning, load_text
 from coconutblt.train.distributed import apply_activation_checkpointing, apply_fsdp
-from coconutblt.train.optim import build_optimizer, lr_at, set_lr
 from coconutblt.train.run_folder import (
     RunLock,
     check_new_run,
@@ -59,6 +59,15 @@ class TrainState:
     stage: int = -1  # stage of the current optimizer (-1 = none yet)
     best_accuracy: float = -1.0
     last_loss: float = float("nan")
+
+
+def build_optimizer(model: torch.nn.Module, t: TrainingConfig) -> torch.optim.AdamW:
+    return build_adamw(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+
+
+def lr_at(step: int, total_steps: int, t: TrainingConfig) -> float:
+    """The learning rate at `step` of a `total_steps` run under `t`'s schedule."""
+    return warmup_cosine(step, total_steps, t.lr, t.warmup_steps, t.min_lr_ratio)
 
 
 def stage_at(cfg: RunConfig, epoch: int) -> int:
