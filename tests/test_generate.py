@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from coconutblt.checkpoint import model_checkpoint
 from coconutblt.cli import main
-from coconutblt.data.vocab import BOS_ID, LATENT_ID, encode
+from coconutblt.data.vocab import BOS_ID, END_LATENT_ID, LATENT_ID, START_LATENT_ID, encode
 from coconutblt.errors import UserError
 from coconutblt.inference.generate import generate, parse_prompt, sample_next
 from coconutblt.model import HybridTransformer
 from coconutblt.model.cache import DecodeState
-from coconutblt.train.checkpoint import model_checkpoint, save_atomic
+from coconutblt.runtime.files import save_torch
 from tests.conftest import tiny_config
 
 
@@ -134,12 +135,24 @@ def test_batch_equals_each_row_alone():
 
 
 def test_generated_specials_and_prompt_markers():
-    """Ids the model itself emits (latent markers included) and markers inside the prompt."""
+    """Ids the model itself emits (latent markers included) and markers inside the prompt.
+
+    The random model alone never picks a marker among 256 bytes, so its output layer gets a
+    bias of +2 on the three latent markers: enough that both rows emit markers between bytes
+    (each its own patch, fed back as input), not so much that they emit nothing else."""
     model = build("fixed")
-    prompt = [BOS_ID, *encode("ab"), LATENT_ID, LATENT_ID, *encode("cd")]
-    fast = generate(model, [prompt, parse_prompt("<|bos|>q<|latent|>")], 30, return_logits=True)
-    slow = generate(model, [prompt, parse_prompt("<|bos|>q<|latent|>")], 30, use_cache=False)
+    markers = [START_LATENT_ID, LATENT_ID, END_LATENT_ID]
+    bias = torch.zeros(model.config.vocab_size)
+    bias[markers] = 2.0
+    model.lm_head.bias = torch.nn.Parameter(bias)
+    prompts = [[BOS_ID, *encode("ab"), LATENT_ID, LATENT_ID, *encode("cd")]]
+    prompts.append(parse_prompt("<|bos|>q<|latent|>"))
+    fast = generate(model, prompts, 30, return_logits=True)
+    slow = generate(model, prompts, 30, use_cache=False)
     assert fast.tokens == slow.tokens
+    for row in fast.tokens:
+        assert any(t in markers for t in row) and any(t < 256 for t in row), row
+    assert {t for row in fast.tokens for t in row} >= set(markers)
 
 
 def test_eos_stops_each_row():
@@ -162,6 +175,22 @@ def test_sampling_seeded_and_exact():
     assert a.tokens == generate(model, PROMPTS, 16, **kw).tokens
     assert a.tokens == generate(model, PROMPTS, 16, use_cache=False, **kw).tokens
     assert a.tokens != generate(model, PROMPTS, 16, **{**kw, "seed": 4}).tokens
+
+
+def test_sampling_leaves_greedy_and_follows_the_seed():
+    """temperature > 0 really samples. The random model is near-uniform over its ids (its top
+    probability is about 0.05-0.15), so a sampled row of 32 ids equal to the greedy row, or to
+    another seed's row, is all but impossible: every row must differ from both, and the same
+    seed must repeat every id."""
+    model = build("fixed")
+    greedy = generate(model, PROMPTS, 32, eos_id=None).tokens
+    kw = dict(eos_id=None, temperature=1.0)
+    a = generate(model, PROMPTS, 32, seed=0, **kw).tokens
+    assert a == generate(model, PROMPTS, 32, seed=0, **kw).tokens
+    b = generate(model, PROMPTS, 32, seed=1, **kw).tokens
+    assert all(len(row) == 32 for row in a + b + greedy)
+    for row_a, row_b, row_greedy in zip(a, b, greedy, strict=True):
+        assert row_a != row_greedy and row_a != row_b
 
 
 def test_sample_next_filters():
@@ -195,7 +224,7 @@ def test_context_limit():
 @pytest.fixture
 def ckpt(tmp_path):
     path = tmp_path / "run" / "final.pt"
-    save_atomic(model_checkpoint(build("space")), path)
+    save_torch(model_checkpoint(build("space")), path)
     return path
 
 
@@ -236,7 +265,7 @@ def test_cli_generate_thoughts_follow_the_checkpoints_markers(tmp_path, capsys):
     ckpt = model_checkpoint(build("space"))
     ckpt["run_config"] = load_run_config(None, ["curriculum.markers=false"]).to_dict()
     path = tmp_path / "bare.pt"
-    save_atomic(ckpt, path)
+    save_torch(ckpt, path)
     args = ["generate", "--ckpt", str(path), "--prompt", "Q", "--max-new-tokens", "2"]
     assert main([*args, "--thoughts", "2"]) == 0
     assert capsys.readouterr().out.startswith("Q<|latent|><|latent|>")

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coconutblt.errors import UserError
+from coconutblt.inference.sampling import sample_next
 
 START_LATENT = "<|start-latent|>"
 LATENT = "<|latent|>"
@@ -404,7 +405,7 @@ class CoconutForCausalLM(nn.Module):
         lengths = torch.zeros(B, dtype=torch.long, device=input_ids.device)
         new_tokens = []
         for step in range(max_new_tokens):
-            token = _pick(logits, temperature, top_k, generator)  # (B,)
+            token = sample_next(logits, temperature, top_k, generator=generator)  # (B,)
             token = torch.where(finished, torch.full_like(token, pad), token)
             new_tokens.append(token)
             if eos is not None:
@@ -480,18 +481,6 @@ def _new_cache(base_model):
         return DynamicCache(config=base_model.config)
     except TypeError:  # older signature without config
         return DynamicCache()
-
-
-def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
-    """logits (B, V) -> token ids (B,): argmax, or a sample at `temperature` from the top k."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    scores = logits.float() / temperature
-    if top_k is not None and 0 < top_k < scores.shape[-1]:
-        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

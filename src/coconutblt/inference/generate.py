@@ -34,9 +34,12 @@ from coconutblt.data.vocab import (
     encode,
 )
 from coconutblt.errors import UserError
+from coconutblt.inference.sampling import sample_next
 from coconutblt.model.cache import DecodeState
 
 Prompt = str | bytes | Sequence[int]
+
+__all__ = ["Generation", "generate", "parse_prompt", "sample_next", "thought_ids"]
 
 
 @dataclass
@@ -96,35 +99,6 @@ def _as_rows(prompts: Prompt | Sequence[Prompt]) -> list[list[int]]:
     if prompts and all(isinstance(p, int) for p in prompts):
         return [list(prompts)]
     return [encode(p) if isinstance(p, (str, bytes)) else [int(i) for i in p] for p in prompts]
-
-
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    suppress: Sequence[int] = (),
-) -> torch.Tensor:
-    """logits (b, V) -> ids (b,): argmax when temperature <= 0, else a sample at
-    `temperature` from the `top_k` most likely ids (0 = all) within top-p mass `top_p`."""
-    scores = logits.float().clone()
-    if suppress:
-        scores[:, list(suppress)] = float("-inf")
-    if temperature <= 0:
-        return scores.argmax(dim=-1)
-    scores /= temperature
-    if 0 < top_k < scores.shape[-1]:
-        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # (b, 1)
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_scores, order = scores.sort(dim=-1, descending=True)
-        probs = sorted_scores.softmax(dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # mass before this id already reaches p
-        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-        scores = scores.scatter(1, order, sorted_scores)
-    probs = scores.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 class _Recompute:
