@@ -59,7 +59,9 @@ def random_ids(T: int, gen: torch.Generator, specials: bool) -> torch.Tensor:
 
 
 def assert_prefix_unchanged(model, ids, t, gen) -> bool:
-    """Change every byte after t; logits at <= t must not move. Returns whether shapes matched."""
+    """Change every byte after t; logits at <= t must not move. Returns whether the check was
+    the strict one (equal shapes, so bit-equal logits), which callers assert happens: a run of
+    only tolerance checks would let a leak below 1e-5 through."""
     changed = ids.clone()
     changed[0, t + 1 :] = torch.randint(0, 256, (ids.shape[1] - t - 1,), generator=gen)
     with torch.no_grad():
@@ -83,12 +85,18 @@ def assert_prefix_unchanged(model, ids, t, gen) -> bool:
 def test_future_bytes_do_not_change_past_logits(variant, specials):
     model = build(variant)
     gen = torch.Generator().manual_seed(1)
+    strict = []
     for _trial in range(3):
         ids = random_ids(40, gen, specials)
         for t in (0, 3, 7, 11, 19, 30, 38):
             if specials and 5 <= t + 1 <= 9:
                 continue  # keep the thought block intact: it is its own test below
-            assert_prefix_unchanged(model, ids, t, gen)
+            strict.append(assert_prefix_unchanged(model, ids, t, gen))
+    # changed bytes may change the patch count (entropy, space) and replace specials after t,
+    # leaving only the tolerance check; the exact one must still have run
+    assert any(strict), "no check had equal shapes: only the 1e-5 tolerance was tested"
+    if model.config.patcher == "fixed" and not specials:  # patch count = f(length) alone
+        assert all(strict)
 
 
 @pytest.mark.parametrize("variant", ["fixed-mean", "entropy-learned", "fixed-latent-module"])

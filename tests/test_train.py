@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from coconutblt.checkpoint import read_checkpoint
 from coconutblt.cli import main
-from coconutblt.train.checkpoint import read_checkpoint
+from coconutblt.runtime.metrics import read_metrics
 from coconutblt.train.config import load_run_config
 from coconutblt.train.loop import Trainer
-from coconutblt.train.metrics import read_metrics
 from tests.conftest import TINY_RUN_MODEL as TINY_MODEL
 
 
@@ -184,7 +184,10 @@ def test_non_finite_loss_is_one_line_and_keeps_checkpoint(tmp_path, capsys):
 
 def test_patch_curriculum_moves_from_fixed_to_entropy_patches(tmp_path, monkeypatch):
     """training.patch_curriculum_steps reaches the forward: fixed boundaries during the hold,
-    a mix after it, and the model's own entropy patcher (override None) once it is over."""
+    a mix after it, and the model's own entropy patcher (override None) once it is over.
+
+    With 4 curriculum steps the hold is steps 0-1; p(entropy) is 0.5 at step 2 (the coins of
+    seed 0 give rows 1 and 3 entropy patches, rows 0 and 2 fixed ones) and 1 at step 3."""
     import coconutblt.train.patch_curriculum as pc
     from coconutblt.model.patching import patch_starts
 
@@ -193,7 +196,13 @@ def test_patch_curriculum_moves_from_fixed_to_entropy_patches(tmp_path, monkeypa
 
     def spy(model, ids, entropies, step, total_steps, **kw):
         out = real(model, ids, entropies, step, total_steps, **kw)
-        seen.append((step, ids.clone(), out))
+        # the entropy patches of the model as it is at this step, found here independently
+        ep, cap = model.config.entropy_patcher, model.config.max_patch_size
+        ent = pc.model_entropies(model, ids)
+        by_entropy = patch_starts(
+            ids, "entropy", cap, ent, ep.threshold, ep.rule, ep.relative_threshold
+        )
+        seen.append((step, ids.clone(), out, by_entropy))
         return out
 
     monkeypatch.setattr(pc, "curriculum_patch_starts", spy)
@@ -206,11 +215,17 @@ def test_patch_curriculum_moves_from_fixed_to_entropy_patches(tmp_path, monkeypa
         "training.patch_curriculum_steps=4",
     )
     Trainer(cfg, tmp_path / "run", show_progress=False).fit()
-    assert [s for s, _, _ in seen] == [0, 1, 2, 3, 4, 5]
-    for step, ids, starts in seen:
+    assert [s for s, *_ in seen] == [0, 1, 2, 3, 4, 5]
+    for step, ids, starts, by_entropy in seen:
+        fixed = patch_starts(ids, "fixed", 4)
         if step < 2:  # hold: half of the curriculum on fixed patches
-            assert torch.equal(starts, patch_starts(ids, "fixed", 4))
-        elif step >= 4:
+            assert torch.equal(starts, fixed)
+        elif step < 4:  # the mix: each row patched one way or the other, as its coin says
+            use_entropy = [True, True, True, True] if step == 3 else [False, True, False, True]
+            for b, entropy_row in enumerate(use_entropy):
+                assert not torch.equal(by_entropy[b], fixed[b])  # the two kinds tell apart
+                assert torch.equal(starts[b], by_entropy[b] if entropy_row else fixed[b])
+        else:
             assert starts is None
 
 
