@@ -18,12 +18,9 @@ from coconutblt.checkpoint import load_model, model_checkpoint
 from coconutblt.cli import main
 from coconutblt.data.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, START_LATENT_ID, encode
 from coconutblt.errors import UserError
-from coconutblt.hf.export import (
-    build_modeling_source,
-    flatten_sources,
-    model_sources,
-    probe_inputs,
-)
+from coconutblt.export.flatten import flatten_sources, model_sources
+from coconutblt.export.hf_folder import probe_inputs
+from coconutblt.export.remote_code import build_modeling_source
 from coconutblt.model import HybridTransformer
 from coconutblt.runtime.files import save_torch
 from tests.conftest import tiny_config
@@ -253,7 +250,7 @@ def test_script_exports_and_verifies(exported):
 
 def test_import_coconutblt_does_not_import_transformers():
     code = (
-        "import sys, coconutblt, coconutblt.hf.export, coconutblt.commands.export_hf\n"
+        "import sys, coconutblt, coconutblt.export.hf_folder, coconutblt.commands.export_hf\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('transformers', 'safetensors')]\n"
         "assert not bad, bad\n"
     )

@@ -12,10 +12,11 @@ pytest.importorskip("tokenizers")
 
 import torch  # noqa: E402
 
+from coconutblt.commands.hf import add_hf_parser  # noqa: E402
 from coconutblt.errors import UserError  # noqa: E402
 from coconutblt.hf.batching import Encoded, collate  # noqa: E402
-from coconutblt.hf.commands import add_hf_parser, train_stage  # noqa: E402
 from coconutblt.hf.tiny import build_tiny_base, tiny_gpt2, tiny_tokenizer  # noqa: E402
+from coconutblt.hf.train import train_stage  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GSM8K = DATA / "gsm8k" / "train.jsonl"

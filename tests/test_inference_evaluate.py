@@ -86,7 +86,7 @@ def test_native_and_hf_evaluators_score_the_same_answers_the_same(monkeypatch) -
     from types import SimpleNamespace
 
     from coconutblt.data.vocab import EOS_ID
-    from coconutblt.hf.commands import evaluate_model
+    from coconutblt.hf.evaluate import evaluate_model
     from coconutblt.hf.tiny import tiny_tokenizer
 
     examples = [Example(f"q{i}", ["s"], ref) for i, (_, ref) in enumerate(SCORED)]

@@ -34,7 +34,12 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from coconutblt.checkpoint import load_model
-    from coconutblt.hf.export import check_out_dir, export_hf, export_summary, verify_export
+    from coconutblt.export.hf_folder import (
+        check_out_dir,
+        export_hf,
+        export_summary,
+        verify_export,
+    )
 
     check_out_dir(args.out, args.overwrite)  # before reading a checkpoint that may be large
     model = load_model(args.ckpt)

@@ -1,4 +1,14 @@
-"""Coconut on Hugging Face causal LMs (GPT-2, Llama, ...).
+"""Coconut on Hugging Face causal LMs (GPT-2, Llama, ...): the library under `coconutblt hf`.
+
+    coconut_lm.py     the model wrapper: tokens, thought passes, generation, save/load
+    batching.py       token ids, labels and thought-aligned batches
+    data.py           example files, and an example's text at one curriculum stage
+    tokens_report.py  what adding the Coconut tokens changes (`hf tokens`)
+    train.py          one curriculum stage, one process or DDP (`hf train`)
+    evaluate.py       accuracy, tokens and time of checkpoints side by side (`hf eval`)
+    tiny.py           tiny random base models for smoke runs and tests (`hf tiny-base`)
+
+The command line (argparse) is `coconutblt.commands.hf`; nothing here imports it.
 
 Names resolve lazily so that `import coconutblt.hf` (and the rest of the package) works without
 transformers installed; the import happens on first use of a name.
@@ -12,7 +22,11 @@ _EXPORTS = {
     "LATENT_TOKENS": "coconutblt.hf.coconut_lm",
     "add_special_tokens": "coconutblt.hf.coconut_lm",
     "load_pretrained": "coconutblt.hf.coconut_lm",
-    "add_hf_parser": "coconutblt.hf.commands",
+    "tokens_report": "coconutblt.hf.tokens_report",
+    "train_stage": "coconutblt.hf.train",
+    "evaluate_model": "coconutblt.hf.evaluate",
+    "evaluate_checkpoints": "coconutblt.hf.evaluate",
+    "build_tiny_base": "coconutblt.hf.tiny",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from coconutblt.errors import UserError
+from coconutblt.hf.data import check_positive, load_examples_file
 
 EOS = "<|endoftext|>"
 ARCHS = ("gpt2", "llama")
@@ -116,7 +117,6 @@ def build_tiny_base(
     renamed, so an existing `out` is replaced whole or not at all.
     """
     from coconutblt.hf.coconut_lm import write_dir_atomically
-    from coconutblt.hf.commands import _load_examples, _positive
 
     if arch not in BUILDERS:
         raise UserError(f"unknown --arch {arch!r}; use one of {', '.join(ARCHS)}")
@@ -124,8 +124,8 @@ def build_tiny_base(
         raise UserError(
             f"--vocab-size must be at least {MIN_VOCAB} (256 bytes + EOS), got {vocab_size}"
         )
-    _positive("--max-texts", max_texts)
-    examples = _load_examples(data, max_texts)
+    check_positive("--max-texts", max_texts)
+    examples = load_examples_file(data, max_texts)
     texts = example_texts(examples)
     tok = tiny_tokenizer(texts, vocab_size=vocab_size)
     longest = max(len(tok.encode(t)) for t in texts)
