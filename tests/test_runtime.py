@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 
@@ -90,7 +91,7 @@ def test_schedule_warms_up_linearly_then_decays_to_the_floor():
     assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
     assert lrs[10] == pytest.approx(1.0) and lrs[110] == pytest.approx(0.1)
     assert lrs[60] == pytest.approx(0.55)  # half way through the decay: the mean of peak and floor
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert warmup_cosine(5, 10, 2.0, 0, 0.0) == pytest.approx(1.0)  # no warmup
 
 

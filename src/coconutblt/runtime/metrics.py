@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from coconutblt.runtime.files import atomic_write, save_figure
+from coconutblt.runtime.trackers import Trackers
 
 
 class MetricsLog:
     """Append-only `metrics.jsonl`. On resume, records past the checkpoint's step are dropped,
-    so a resumed run's log reads exactly like an uninterrupted one."""
+    so a resumed run's log reads exactly like an uninterrupted one. Each record also goes to
+    `trackers` (TensorBoard / W&B) when given."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, resume_step: int | None = None, trackers: Trackers | None = None
+    ) -> None:
         self.path = Path(path)
+        self.trackers = trackers
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             atomic_write(self.path, "")
@@ -25,6 +30,12 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.trackers is not None:
+            self.trackers.log(record)
+
+    def close(self) -> None:
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from coconutblt.config_tree import merge_into, parse_overrides, read_yaml, to_di
 from coconutblt.data.stages import StageConfig
 from coconutblt.errors import ConfigValueError, check_config
 from coconutblt.model.config import ModelConfig
+from coconutblt.runtime.trackers import check_trackers
 
 
 @dataclass
@@ -81,6 +82,9 @@ class TrainingConfig:
     eval_max_new_tokens: int = 0  # 0 = from the data: 1.5x the longest target at the stage
     num_threads: int = 0  # CPU threads (0 = torch default)
     max_steps_per_run: int = 0  # >0: checkpoint and stop after this many steps (resume later)
+    # mirror metrics.jsonl into trackers: [tensorboard] (OUT/tensorboard), [wandb] (offline
+    # unless WANDB_MODE says otherwise), or both; optional packages, off by default
+    report_to: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_config(
@@ -89,6 +93,7 @@ class TrainingConfig:
             + _at_least(self, 0, "est_loss_weight", "patch_curriculum_steps", "eval_every")
             + _at_least(self, 0, "save_every", "eval_max_new_tokens", "num_threads")
             + _at_least(self, 0, "max_steps_per_run")
+            + [(False, "report_to", problem) for problem in check_trackers(self.report_to)]
             + [
                 (
                     math.isfinite(self.lr) and self.lr > 0,

@@ -37,6 +37,7 @@ from coconutblt.runtime.distributed import (
 from coconutblt.runtime.files import atomic_write, save_torch
 from coconutblt.runtime.metrics import MetricsLog, plot_metrics
 from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
+from coconutblt.runtime.trackers import Trackers
 from coconutblt.train.batches import ReasoningBatches
 from coconutblt.train.config import RunConfig, TrainingConfig, run_config_from_dict, stage_config
 from coconutblt.train.data_setup import load_reasoning, load_text
@@ -91,6 +92,7 @@ RESUME_FREE = (
     "training.save_every",
     "training.eval_max_new_tokens",
     "training.max_steps_per_run",
+    "training.report_to",
 )
 
 
@@ -208,9 +210,11 @@ class Trainer:
                     )
             # the resolved config: `coconutblt train DIR/config.yaml key=value` reruns a variant
             atomic_write(self.out / "config.yaml", dump_yaml(self.cfg.to_dict()))
-            self.log = MetricsLog(
-                self.out / "metrics.jsonl", resume_step=self.state.step if resume else None
+            resume_step = self.state.step if resume else None
+            trackers = Trackers(
+                t.report_to, self.out, config=self.cfg.to_dict(), resume_step=resume_step
             )
+            self.log = MetricsLog(self.out / "metrics.jsonl", resume_step, trackers)
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -482,6 +486,8 @@ class Trainer:
                 )
             raise
         finally:
+            if self.log is not None:
+                self.log.close()  # flushes the trackers
             self.lock.release()
         return summary
 
