@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from benchmarks.results import write_section  # noqa: E402
 from coconutblt.data.corpora import ByteWindows  # noqa: E402
-from coconutblt.data.vocab import VOCAB_SIZE  # noqa: E402
 from coconutblt.model.config import ModelConfig  # noqa: E402
 from coconutblt.model.hybrid import HybridTransformer  # noqa: E402
 from coconutblt.model.params import flops_per_byte  # noqa: E402
@@ -55,6 +54,7 @@ from coconutblt.patching_study import (  # noqa: E402
     windows_of,
 )
 from coconutblt.patching_study.stats import markdown_table  # noqa: E402
+from coconutblt.vocab import VOCAB_SIZE  # noqa: E402
 
 TEXT = ROOT.parent / "shared" / "data" / "text"
 PNG = Path(__file__).resolve().parent / "patching_bpb.png"

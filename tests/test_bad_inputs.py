@@ -381,10 +381,10 @@ def test_sigkill_in_a_checkpoint_write_keeps_the_previous_one_and_resume_continu
 def test_entropy_model_scores_a_held_out_text_shorter_than_its_window():
     """A held-out tail shorter than seq_len is scored as one window (it used to be an error
     after the whole training run)."""
-    from coconutblt.data.vocab import VOCAB_SIZE
     from coconutblt.model.config import EntropyModelConfig
     from coconutblt.model.entropy import EntropyModel
     from coconutblt.patching_study.entropy_train import heldout_bpb
+    from coconutblt.vocab import VOCAB_SIZE
 
     model = EntropyModel(EntropyModelConfig(d_model=16, n_layers=1, n_heads=2), VOCAB_SIZE)
     data = torch.frombuffer(bytearray(b"a short held-out tail"), dtype=torch.uint8)

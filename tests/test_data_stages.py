@@ -20,7 +20,8 @@ from coconutblt.data.stages import (
     scheduled_stage,
     stage_counts,
 )
-from coconutblt.data.vocab import (
+from coconutblt.errors import UserError
+from coconutblt.vocab import (
     BOS_ID,
     END_LATENT_ID,
     EOS_ID,
@@ -30,7 +31,6 @@ from coconutblt.data.vocab import (
     START_LATENT_ID,
     decode_text,
 )
-from coconutblt.errors import UserError
 
 EX = Example("Q", ["x", "y"], "7")
 S, L, E, P = START_LATENT_ID, LATENT_ID, END_LATENT_ID, PAUSE_ID

@@ -16,13 +16,13 @@ import torch
 
 from coconutblt.checkpoint import load_model, model_checkpoint
 from coconutblt.cli import main
-from coconutblt.data.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, START_LATENT_ID, encode
 from coconutblt.errors import UserError
 from coconutblt.export.flatten import flatten_sources, model_sources
 from coconutblt.export.hf_folder import probe_inputs
 from coconutblt.export.remote_code import build_modeling_source
 from coconutblt.model import HybridTransformer
 from coconutblt.runtime.files import save_torch
+from coconutblt.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, START_LATENT_ID, encode
 from tests.conftest import tiny_config
 
 pytest.importorskip("transformers")
@@ -261,7 +261,7 @@ def test_model_sources_follow_the_import_graph():
     order = model_sources()
     assert order[-1] == "coconutblt.model.hybrid"
     for before, after in [
-        ("coconutblt.data.vocab", "coconutblt.model.config"),
+        ("coconutblt.vocab", "coconutblt.model.config"),
         ("coconutblt.config_tree", "coconutblt.model.config"),  # a nested import counts too
         ("coconutblt.errors", "coconutblt.config_tree"),
         ("coconutblt.model.layers", "coconutblt.model.entropy"),

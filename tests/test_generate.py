@@ -7,12 +7,12 @@ import torch
 
 from coconutblt.checkpoint import model_checkpoint
 from coconutblt.cli import main
-from coconutblt.data.vocab import BOS_ID, END_LATENT_ID, LATENT_ID, START_LATENT_ID, encode
 from coconutblt.errors import UserError
 from coconutblt.inference.generate import generate, parse_prompt, sample_next
 from coconutblt.model import HybridTransformer
 from coconutblt.model.cache import DecodeState
 from coconutblt.runtime.files import save_torch
+from coconutblt.vocab import BOS_ID, END_LATENT_ID, LATENT_ID, START_LATENT_ID, encode
 from tests.conftest import tiny_config
 
 

@@ -85,9 +85,9 @@ SCORED = [
 def test_native_and_hf_evaluators_score_the_same_answers_the_same(monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from coconutblt.data.vocab import EOS_ID
     from coconutblt.hf.evaluate import evaluate_model
     from coconutblt.hf.tiny import tiny_tokenizer
+    from coconutblt.vocab import EOS_ID
 
     examples = [Example(f"q{i}", ["s"], ref) for i, (_, ref) in enumerate(SCORED)]
     texts = iter([text for text, _ in SCORED])

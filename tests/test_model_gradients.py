@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from coconutblt.data.vocab import END_LATENT_ID, LATENT_ID, START_LATENT_ID
 from coconutblt.model import HybridTransformer
+from coconutblt.vocab import END_LATENT_ID, LATENT_ID, START_LATENT_ID
 from tests.conftest import tiny_config
 
 

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coconutblt.data.vocab import NUM_BYTES, VOCAB_SIZE
 from coconutblt.model.patching import layout_from_starts, patch_starts, patch_starts_announced
+from coconutblt.vocab import NUM_BYTES, VOCAB_SIZE
 
 ids_lists = st.lists(
     st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(NUM_BYTES, VOCAB_SIZE - 1)),

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coconutblt.data.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, PAD_ID, START_LATENT_ID, encode
 from coconutblt.model import HybridTransformer
+from coconutblt.vocab import END_LATENT_ID, EOS_ID, LATENT_ID, PAD_ID, START_LATENT_ID, encode
 from tests.conftest import tiny_config
 
 

@@ -15,7 +15,6 @@ import yaml
 
 from coconutblt.checkpoint import read_checkpoint
 from coconutblt.cli import main
-from coconutblt.data.vocab import LATENT_ID
 from coconutblt.model.hybrid import HybridTransformer
 from coconutblt.patching_study import (
     StreamingPatcher,
@@ -27,6 +26,7 @@ from coconutblt.patching_study import (
     windows_of,
 )
 from coconutblt.train.patch_curriculum import curriculum_patch_starts, entropy_probability
+from coconutblt.vocab import LATENT_ID
 from tests.conftest import tiny_config
 
 PHRASES = [

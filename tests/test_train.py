@@ -274,7 +274,7 @@ def test_overrides_after_options_and_long_examples_left_out(tmp_path, capsys):
 def test_uniform_stage_mixing_trains_mixed_thought_counts(tmp_path):
     """`curriculum.uniform_prob` (the paper's analysis runs): batches mix stages, and the run
     (including the too-long-example check, which formats every stage) completes."""
-    from coconutblt.data.vocab import LATENT_ID
+    from coconutblt.vocab import LATENT_ID
 
     trainer = Trainer(
         reasoning_cfg("curriculum.uniform_prob=1.0"), tmp_path / "run", show_progress=False
@@ -303,8 +303,8 @@ def test_run_folder_holds_the_resolved_config_that_reruns_it(tmp_path):
 def test_question_and_answer_losses_add_their_weighted_means(tmp_path, question_w, answer_w):
     """The objective is the target loss plus each extra loss weighted by its curriculum key;
     the answer loss reads only the answer's bytes and the EOS."""
-    from coconutblt.data.vocab import EOS_ID
     from coconutblt.model.hybrid import next_id_loss
+    from coconutblt.vocab import EOS_ID
 
     trainer = Trainer(
         reasoning_cfg(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from coconutblt.data.reasoning import Example
 from coconutblt.data.stages import StageConfig
-from coconutblt.data.vocab import BOS_ID
 from coconutblt.train.batches import ReasoningBatches
+from coconutblt.vocab import BOS_ID
 
 
 def _examples(n: int) -> list[Example]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from coconutblt.data.vocab import VOCAB_SIZE
 from coconutblt.errors import UserError
 from coconutblt.model.config import EntropyModelConfig
 from coconutblt.model.entropy import EntropyModel
+from coconutblt.vocab import VOCAB_SIZE
 
 FORMAT = "coconutblt"
 VERSION = 1

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from coconutblt.data.vocab import (
+from coconutblt.model import HybridTransformer, ModelConfig
+from coconutblt.vocab import (
     BOS_ID,
     END_LATENT_ID,
     LATENT_ID,
@@ -26,7 +27,6 @@ from coconutblt.data.vocab import (
     START_LATENT_ID,
     VOCAB_SIZE,
 )
-from coconutblt.model import HybridTransformer, ModelConfig
 
 
 class Coconut(nn.Module):

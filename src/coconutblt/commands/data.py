@@ -63,7 +63,7 @@ def show(args: argparse.Namespace) -> int:
 
     from coconutblt.data.reasoning import load_examples
     from coconutblt.data.stages import StageConfig, format_example
-    from coconutblt.data.vocab import decode_text
+    from coconutblt.vocab import decode_text
 
     examples = load_examples(args.file)
     steps = Counter(len(e.steps) for e in examples)

@@ -61,8 +61,8 @@ def trained_with_markers(ckpt: dict, source: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from coconutblt.checkpoint import model_from_checkpoint, read_checkpoint
-    from coconutblt.data.vocab import BOS_ID, decode_text
     from coconutblt.inference.generate import generate, parse_prompt
+    from coconutblt.vocab import BOS_ID, decode_text
 
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: give at least 1")

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 import torch
 
 from coconutblt.data.reasoning import Example
-from coconutblt.data.vocab import (
+from coconutblt.errors import UserError
+from coconutblt.vocab import (
     BOS_ID,
     END_LATENT_ID,
     EOS_ID,
@@ -50,7 +51,6 @@ from coconutblt.data.vocab import (
     START_LATENT_ID,
     encode,
 )
-from coconutblt.errors import UserError
 
 MODES = ("coconut", "cot", "no_cot", "no_thoughts", "pause", "no_curriculum")
 IGNORE_INDEX = -100

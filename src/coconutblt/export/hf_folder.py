@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from coconutblt.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from coconutblt.errors import UserError
 from coconutblt.export.remote_code import (
     ARCHITECTURE,
@@ -34,6 +33,7 @@ from coconutblt.export.remote_code import (
     build_modeling_source,
 )
 from coconutblt.runtime.files import atomic_write
+from coconutblt.vocab import BOS_ID, EOS_ID, PAD_ID
 
 WEIGHTS_FILE = "model.safetensors"
 EXPORT_FILES = (
@@ -140,7 +140,7 @@ def export_hf(source, out_dir: str | Path, overwrite: bool = False) -> Path:
 
 def probe_inputs(max_seq_len: int, seed: int = 0) -> torch.Tensor:
     """Two rows for checking an export: random bytes, and text with a continuous thought."""
-    from coconutblt.data.vocab import END_LATENT_ID, LATENT_ID, START_LATENT_ID, encode
+    from coconutblt.vocab import END_LATENT_ID, LATENT_ID, START_LATENT_ID, encode
 
     thought = encode("Q: 12+30?", bos=True) + [START_LATENT_ID, LATENT_ID, LATENT_ID, END_LATENT_ID]
     thought += encode(" A: 42")

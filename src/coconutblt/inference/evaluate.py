@@ -13,7 +13,7 @@ import torch
 
 from coconutblt.data.reasoning import Example
 from coconutblt.data.stages import StageConfig, answer_matches, extract_answer, format_example
-from coconutblt.data.vocab import NUM_BYTES, decode_text
+from coconutblt.vocab import NUM_BYTES, decode_text
 
 
 @dataclass

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from coconutblt.data.vocab import (
+from coconutblt.errors import UserError
+from coconutblt.inference.sampling import sample_next
+from coconutblt.model.cache import DecodeState
+from coconutblt.vocab import (
     BOS_ID,
     END_LATENT_ID,
     EOS_ID,
@@ -33,9 +36,6 @@ from coconutblt.data.vocab import (
     decode_text,
     encode,
 )
-from coconutblt.errors import UserError
-from coconutblt.inference.sampling import sample_next
-from coconutblt.model.cache import DecodeState
 
 Prompt = str | bytes | Sequence[int]
 

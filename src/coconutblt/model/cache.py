@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import torch
 
-from coconutblt.data.vocab import LATENT_ID, PAD_ID
 from coconutblt.model.patching import (
     PatchLayout,
     entropy_from_logits,
@@ -33,6 +32,7 @@ from coconutblt.model.patching import (
     patch_starts_announced,
     thought_patches,
 )
+from coconutblt.vocab import LATENT_ID, PAD_ID
 
 _NO_CAP = 1 << 30  # `patch_starts` cap that never fires: the length cap is applied here
 

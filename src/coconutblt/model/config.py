@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from coconutblt.data.vocab import VOCAB_SIZE
 from coconutblt.errors import check_config
+from coconutblt.vocab import VOCAB_SIZE
 
 
 @dataclass

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coconutblt.data.vocab import PAD_ID
 from coconutblt.model.config import ModelConfig
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.model.latent import ContinuousLatentModule, LatentTransformer
@@ -27,6 +26,7 @@ from coconutblt.model.patching import (
     patch_starts_announced,
     thought_patches,
 )
+from coconutblt.vocab import PAD_ID
 
 
 @dataclass

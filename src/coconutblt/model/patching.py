@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from coconutblt.data.vocab import LATENT_ID, NUM_BYTES
+from coconutblt.vocab import LATENT_ID, NUM_BYTES
 
 
 def _word_byte_table(device: torch.device) -> torch.Tensor:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from coconutblt.data.vocab import NUM_BYTES
 from coconutblt.model.entropy import EntropyModel
+from coconutblt.vocab import NUM_BYTES
 
 
 def windows_of(data: torch.Tensor, seq_len: int, max_bytes: int | None = None) -> torch.Tensor:

@@ -25,13 +25,13 @@ import torch
 
 from coconutblt.checkpoint import ENTROPY_CHECKPOINT_NAME, FORMAT, VERSION
 from coconutblt.data.corpora import ByteWindows, read_corpus, split_corpus
-from coconutblt.data.vocab import VOCAB_SIZE
 from coconutblt.errors import UserError
 from coconutblt.model.config import EntropyModelConfig
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.runtime.device import pick_device
 from coconutblt.runtime.files import save_torch
 from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
+from coconutblt.vocab import VOCAB_SIZE
 
 LN2 = math.log(2.0)
 
