@@ -34,7 +34,9 @@ def register(sub) -> None:
     )
     st.add_argument("file")
     st.add_argument("file2", nargs="?", help="a second file, shown in a column next to the first")
-    st.add_argument("--patcher", choices=("fixed", "space", "word"), default="space")
+    st.add_argument(
+        "--patcher", default="space", help="fixed | space | word | sentence (default space)"
+    )
     st.add_argument("--patch-size", type=int, default=4, help="patch size of the fixed patcher")
     st.add_argument("--max-patch-size", type=int, default=12, help="cap of the space patcher")
     st.add_argument("--json", action="store_true", help="print a JSON dict keyed by file instead")

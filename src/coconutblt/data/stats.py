@@ -33,6 +33,9 @@ from coconutblt.data.reasoning import Example, load_examples
 from coconutblt.errors import UserError
 from coconutblt.model.patching import patch_starts
 
+# the patchers that need no model: the ones statistics of a text file can apply
+TEXT_PATCHERS = ("fixed", "space", "word", "sentence")
+
 MAX_ANSWER_CLASSES = 10  # more distinct answers than this are reported as a count only
 MAX_NAMES_LISTED = 20
 QUESTION_PREVIEW = 80  # characters of the longest example's question that are shown
@@ -143,8 +146,8 @@ def compute_stats(
 ) -> DataStats:
     """Stats of `examples`; `patch_size` is the fixed patcher's size, `max_patch_size` the cap
     of the space patcher."""
-    if patcher not in ("fixed", "space", "word"):
-        raise UserError(f"unknown patcher {patcher!r}; use fixed, space or word")
+    if patcher not in TEXT_PATCHERS:
+        raise UserError(f"unknown patcher {patcher!r}; use one of {', '.join(TEXT_PATCHERS)}")
     cap = patch_size if patcher == "fixed" else max_patch_size
     if cap < 1:
         what = "fixed patch size" if patcher == "fixed" else "maximum patch size"
@@ -168,7 +171,7 @@ def compute_stats(
     return DataStats(
         path=str(path),
         n_examples=len(examples),
-        patcher=f"fixed ({cap})" if patcher == "fixed" else f"space (max {cap})",
+        patcher=f"fixed ({cap})" if patcher == "fixed" else f"{patcher} (max {cap})",
         bytes={k: summarize(v) for k, v in byte_lengths.items()},
         patches={k: summarize(patch_counts(v, patcher, cap)) for k, v in fields.items()},
         step_counts=dict(sorted(Counter(len(e.steps) for e in examples).items())),

@@ -1,7 +1,8 @@
 """Seeded generators of reasoning problems in the formats the real data sets use.
 
 The training splits of GSM8k-Aug, N-by-N multiplication and ProsQA are not shipped, so these
-generators make data of the same shape, plus `chain`, a task sized for the tiny CPU demo.
+generators make data of the same shape, plus `chain`, a task sized for the tiny CPU demo, and
+`prontoqa` (in `synth_prontoqa`), the real set's structure at any number of hops.
 Every generator takes `(n, seed, **options)`, draws only from its own `random.Random(seed)`
 (same seed, same list; no global state) and returns `list[Example]`.
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coconutblt.data.reasoning import Example, join_icot_chain
+from coconutblt.data.synth_prontoqa import prontoqa
 from coconutblt.errors import UserError
 from coconutblt.runtime.files import atomic_write
 
@@ -381,6 +383,7 @@ TASKS: dict[str, Callable[..., list[Example]]] = {
     "arith": arith,
     "mult": mult,
     "prosqa": prosqa,
+    "prontoqa": prontoqa,
     "chain": chain,
 }
 

@@ -1,0 +1,100 @@
+"""The ProntoQA generator makes the real data set's structure, at any number of hops.
+
+One checker, `check_structure`, is applied to the generated examples and to the real
+validation file alike: the generator is right when both pass and their statistics agree.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+
+import pytest
+
+from coconutblt.data.reasoning import Example, load_examples
+from coconutblt.data.synth import synthesize
+from coconutblt.data.synth_prontoqa import CONCEPTS, NAMES, PROPERTIES
+from coconutblt.errors import UserError
+
+RULE = re.compile(
+    r"^(?:(?:Every|Each) (?P<one>\w+) is|(?P<many>\w+)es are) (?P<neg>not )?(?:an? )?(?P<obj>\w+)$"
+)
+
+
+def singular(word: str) -> str:
+    return word[:-2] if word.endswith("puses") else word
+
+
+def check_structure(ex: Example) -> int:
+    """Assert the real set's structure; return the number of hops (chain concepts)."""
+    body, query = ex.question.split(" True or false: ")
+    sentences = [s.rstrip(".") for s in body.split(". ")]
+    name = query.split()[0]
+    facts = [s for s in sentences if s.startswith(name + " is ")]
+    rules = [s for s in sentences if s not in facts]
+    assert len(facts) == 2 and name in NAMES
+    isa, props = defaultdict(list), defaultdict(list)
+    for rule in rules:
+        m = RULE.match(rule)
+        assert m, rule
+        subject = (m["one"] or m["many"]).lower()
+        obj = singular(m["obj"])
+        assert subject in CONCEPTS
+        if obj in CONCEPTS:
+            assert not m["neg"]
+            isa[subject].append(obj)
+        else:
+            assert obj in PROPERTIES
+            props[subject].append((obj, bool(m["neg"])))
+    hops = len(ex.steps) - 1
+    assert len(rules) == 4 * hops + 3
+    chain = [step.split(". ")[0].split()[-1] for step in ex.steps[:-1]]
+    for i, (concept, step) in enumerate(zip(chain, ex.steps, strict=False)):
+        quoted = step.split(". ", 1)[1]
+        assert quoted.rstrip(".") in rules  # each step quotes a rule as written
+        assert len(isa[concept]) == 2 and len(props[concept]) == 1
+        if i + 1 < hops:
+            assert singular(RULE.match(quoted.rstrip("."))["obj"]) == chain[i + 1]
+            dead_end = next(c for c in isa[concept] if c != chain[i + 1])
+            assert isa[dead_end] == []
+    goal, goal_negated = props[chain[-1]][0]
+    query_negated = " not " in query
+    assert query.rstrip(".").split()[-1] == goal
+    assert ex.steps[-1] == f"{name} is {'not ' if goal_negated else ''}{goal}."
+    holders = [(c, neg) for c, ps in props.items() for p, neg in ps if p == goal]
+    others = [(c, neg) for c, neg in holders if c != chain[-1]]
+    # the asked property once more, with the other sign, on a concept nothing leads to
+    assert len(holders) == 2 and len(others) == 1 and others[0][1] is not goal_negated
+    assert all(others[0][0] not in targets for targets in isa.values())
+    start = [f.split()[-1] for f in facts if f.split()[-1] != chain[0]]
+    assert len(start) == 1 and len(isa[start[0]]) == 1 and isa[isa[start[0]][0]] == []
+    assert ex.answer == ("True" if query_negated == goal_negated else "False")
+    return hops
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3, 5, 6])
+def test_generated_questions_have_the_real_structure(hops):
+    examples = synthesize("prontoqa", 50, seed=hops, hops=hops)
+    assert [check_structure(e) for e in examples] == [hops] * 50
+    answers = [e.answer for e in examples]
+    assert 10 < answers.count("True") < 40
+
+
+def test_the_checker_accepts_the_real_file_and_the_five_hop_default_matches_it(shared_data):
+    real = load_examples(shared_data / "prontoqa" / "prontoqa_valid.json")
+    assert {check_structure(e) for e in real} == {5}
+    made = synthesize("prontoqa", 400, seed=0)
+    assert {check_structure(e) for e in made} == {5}
+    for field in (lambda e: len(e.question), lambda e: len("\n".join(e.steps))):
+        real_mean = statistics.mean(map(field, real))
+        assert statistics.mean(map(field, made)) == pytest.approx(real_mean, rel=0.02)
+
+
+def test_seeded_ranges_and_bad_options():
+    assert synthesize("prontoqa", 5, seed=3) == synthesize("prontoqa", 5, seed=3)
+    assert synthesize("prontoqa", 5, seed=3) != synthesize("prontoqa", 5, seed=4)
+    mixed = {len(e.steps) - 1 for e in synthesize("prontoqa", 60, seed=1, hops=(1, 3))}
+    assert mixed == {1, 2, 3}
+    with pytest.raises(UserError, match="hops=9"):
+        synthesize("prontoqa", 2, hops=9)
