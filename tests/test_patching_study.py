@@ -17,16 +17,13 @@ from coconutblt.checkpoint import read_checkpoint
 from coconutblt.cli import main
 from coconutblt.model.hybrid import HybridTransformer
 from coconutblt.patching_study import (
-    StreamingPatcher,
     calibrate_threshold,
-    incremental_entropies,
     install_entropy_model,
     load_entropy_model,
     window_entropies,
     windows_of,
 )
 from coconutblt.train.patch_curriculum import curriculum_patch_starts, entropy_probability
-from coconutblt.vocab import LATENT_ID
 from tests.conftest import tiny_config
 
 PHRASES = [
@@ -183,56 +180,6 @@ def test_calibrate_writes_the_config_keeping_other_keys(entropy_dir, text_file, 
     cfg = load_run_config(str(out))
     model = HybridTransformer(cfg.model)
     install_entropy_model(model, cfg.training.entropy_model)
-
-
-# ---------------------------------------------------------------------------- same entropies, same patches
-@pytest.mark.parametrize("window", [0, 8])
-def test_incremental_entropies_equal_whole_sequence(window):
-    from coconutblt.model.config import EntropyModelConfig
-    from coconutblt.model.entropy import EntropyModel
-
-    torch.manual_seed(0)
-    model = EntropyModel(
-        EntropyModelConfig(d_model=32, n_layers=2, n_heads=2, window=window), 263, init_std=0.2
-    ).eval()
-    ids = torch.randint(0, 263, (2, 40))
-    with torch.no_grad():
-        whole = model.entropies(ids)
-    steps = incremental_entropies(model, ids)
-    assert torch.allclose(whole, steps, atol=1e-5)
-
-
-def test_training_and_streaming_give_the_same_patches(entropy_dir, synth_windows):
-    emodel = load_entropy_model(entropy_dir)
-    ids = synth_windows[:3].clone()
-    ids[1, 20] = LATENT_ID  # a special id is a patch of its own in both
-    threshold = float(window_entropies(emodel, ids).median())
-    cfg = tiny_config(
-        patcher="entropy",
-        max_patch_size=6,
-        entropy_patcher=dict(threshold=threshold, model=vars(emodel.cfg)),
-    )
-    model = HybridTransformer(cfg).eval()
-    install_entropy_model(model, entropy_dir)
-    with torch.no_grad():
-        layout = model(ids).layout
-    trained = torch.zeros_like(ids, dtype=torch.bool)
-    for b in range(ids.shape[0]):
-        trained[b, layout.starts[b, : layout.n_patches[b]]] = True
-    streamed = StreamingPatcher(emodel, cap=6, threshold=threshold).run(ids)
-    assert torch.equal(trained, streamed)
-    assert 0.15 < streamed.float().mean() < 0.9  # a real mix of long and short patches
-
-
-def test_streaming_relative_rule_matches_patch_starts(entropy_dir, synth_windows):
-    from coconutblt.model.patching import patch_starts
-
-    emodel = load_entropy_model(entropy_dir)
-    ids = synth_windows[:2]
-    ent = window_entropies(emodel, ids)
-    want = patch_starts(ids, "entropy", 5, ent, rule="relative", relative_threshold=0.5)
-    got = StreamingPatcher(emodel, cap=5, rule="relative", relative_threshold=0.5).run(ids)
-    assert torch.equal(want, got)
 
 
 # ---------------------------------------------------------------------------- patch stats

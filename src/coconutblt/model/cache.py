@@ -27,9 +27,7 @@ import torch
 
 from coconutblt.model.patching import (
     PatchLayout,
-    entropy_from_logits,
     layout_from_starts,
-    patch_starts_announced,
     thought_patches,
 )
 from coconutblt.vocab import LATENT_ID, PAD_ID
@@ -158,40 +156,26 @@ class DecodeState:
         self.device = next(model.parameters()).device
         self.batch = 0
 
-    # ------------------------------------------------------------------ stacks, one step each
+    # ------------------------------------------------------------------ the model's own modules
     def _encode(self, ids: torch.Tensor, positions, mask, context) -> torch.Tensor:
-        """ids (b, T) -> byte states (b, T, dl), as `LocalEncoder.byte_states` with a mask."""
-        enc = self.model.encoder
-        x = enc.embed_bytes(ids, context)
-        for block, cache in zip(enc.blocks, self.bytes.views[: len(enc.blocks)], strict=True):
-            x = block(x, positions, mask, cache)
-        return x
+        """ids (b, T) -> byte states (b, T, dl) from the encoder layers' caches."""
+        n_enc = len(self.model.encoder.blocks)
+        caches = self.bytes.views[:n_enc]
+        return self.model.encoder.byte_states(ids, positions, mask, caches, context)
 
     def _decode(self, h: torch.Tensor, context: torch.Tensor, positions, mask) -> torch.Tensor:
-        """h (b, T, dl), context (b, T, D) -> next-id logits (b, T, V), as `LocalDecoder`."""
-        dec = self.model.decoder
-        B, T, _ = h.shape
-        slots = dec.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (b, T, K, dl)
-        x = h + dec.ctx_in(context)
+        """h (b, T, dl), context (b, T, D) -> next-id logits (b, T, V) from the decoder
+        layers' caches."""
         caches = self.bytes.views[len(self.model.encoder.blocks) :]
-        for layer, cache in zip(dec.layers, caches, strict=True):
-            x = x + layer.attn(layer.attn_norm(x), positions, mask, cache)
-            x = x + layer.cross(x, slots)
-            x = x + layer.mlp(layer.mlp_norm(x))
-        return self.model.lm_head(dec.norm(x))
+        return self.model.lm_head(self.model.decoder(h, context, positions, mask, caches))
 
     def _entropies(self, ids: torch.Tensor, h: torch.Tensor, T: int) -> torch.Tensor | None:
         """Next-byte entropies (b, T) for the entropy patcher (None for the other patchers)."""
-        if self.model.estimator is not None:
-            return entropy_from_logits(self.model.estimator(h))
-        em = self.model.entropy_model
-        if em is None:
-            return None
-        positions, mask = self.ent.begin(None, T)
-        x = em.embed(ids)
-        for block, cache in zip(em.blocks, self.ent.views, strict=True):
-            x = block(x, positions, mask, cache)
-        return entropy_from_logits(em.head(em.norm(x)))
+        positions = mask = caches = None
+        if self.ent is not None:
+            positions, mask = self.ent.begin(None, T)
+            caches = self.ent.views
+        return self.model.entropies(ids, h, positions, mask, caches)[0]
 
     def _latent(self, rows: list[int] | None, x: torch.Tensor) -> torch.Tensor:
         """x (b, T, D) patch vectors of rows `rows` -> latent outputs (b, T, D), cached."""
@@ -271,19 +255,11 @@ class DecodeState:
         C = x.shape[1]
         if C == 0:
             return x
-        cuts = [p for p in torch.nonzero(is_thought[:C]).flatten().tolist() if p > 0]
-        outs: list[torch.Tensor] = []
-        start = 0
-        for stop in [*cuts, C]:
-            if stop <= start:
-                continue
-            chunk = x[:, start:stop]
-            if start in cuts:
-                fed = self.model.thought_input(outs[-1][:, -1:])  # (1, 1, D)
-                chunk = torch.cat([fed, chunk[:, 1:]], dim=1)
-            outs.append(self._latent([b], chunk))
-            start = stop
-        return torch.cat(outs, dim=1)
+        thoughts = is_thought[None, :C]  # (1, C)
+        cuts = torch.nonzero(thoughts[0]).flatten().tolist()
+        return self.model.run_thought_passes(
+            x, thoughts, cuts, lambda chunk, start, stop: self._latent([b], chunk)
+        )
 
     # ------------------------------------------------------------------ one id per row
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -298,10 +274,7 @@ class DecodeState:
 
         window = torch.cat([self.recent[:, -2:], ids[:, None]], dim=1)  # (b, 3)
         ents = None if ent is None else torch.cat([self.recent_ent, ent], dim=1)
-        ep = cfg.entropy_patcher
-        forced, announced = patch_starts_announced(
-            window, cfg.patcher, _NO_CAP, ents, ep.threshold, ep.rule, ep.relative_threshold
-        )
+        forced, announced = self.model.boundaries_announced(window, ents, cap=_NO_CAP)
         starts = forced[:, -1] | (self.open_len >= cfg.patch_cap)  # (b,)
         # a patch already closed by its last byte (closed_patch_context) has nothing to close
         self._close_where(starts & (self.open_len > 0))

@@ -33,21 +33,29 @@ class EntropyModel(nn.Module):
         self,
         ids: torch.Tensor,
         positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
-        """ids (B, T) -> next-byte logits (B, T, V)."""
+        """ids (B, T) -> next-byte logits (B, T, V). Decoding passes `caches` (and, for rows of
+        different lengths, their `positions` and `mask`)."""
         B, T = ids.shape
         if positions is None:
             start = caches[0].length if caches else 0
             positions = torch.arange(start, start + T, device=ids.device).expand(B, T)
         x = self.embed(ids)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache=caches[i] if caches else None)
+            x = block(x, positions, mask, caches[i] if caches else None)
         return self.head(self.norm(x))
 
-    def entropies(self, ids: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+    def entropies(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        caches: list[KVCache] | None = None,
+    ) -> torch.Tensor:
         """ids (B, T) -> (B, T) entropy in nats of the prediction of the next byte."""
-        return entropy_from_logits(self(ids, caches=caches))
+        return entropy_from_logits(self(ids, positions, mask, caches))
 
     def loss(self, ids: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
         """Mean next-byte cross-entropy (nats) over a batch of byte windows (B, T)."""

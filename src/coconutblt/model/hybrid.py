@@ -7,6 +7,7 @@ continuous thoughts), and decodes every byte from the latent state of the patch 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -94,28 +95,45 @@ class HybridTransformer(nn.Module):
 
     # ------------------------------------------------------------------ patching
     def entropies(
-        self, ids: torch.Tensor, h: torch.Tensor
+        self,
+        ids: torch.Tensor,
+        h: torch.Tensor | None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        caches: list | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Next-byte entropies (B, T) for the entropy patcher, and the estimator's logits."""
+        """Next-byte entropies (B, T) that drive the entropy patcher (None for the other
+        patchers), and the learned estimator's logits: the one place that says which, for
+        training, the patch curriculum and decoding. h (B, T, dl): byte states (read by the
+        estimator only); decoding passes the frozen entropy model's `positions`, `mask` and
+        `caches`."""
         if self.estimator is not None:
             est_logits = self.estimator(h.detach())
             return entropy_from_logits(est_logits.detach()), est_logits
         if self.entropy_model is not None:
             with torch.no_grad():
-                return self.entropy_model.entropies(ids), None
+                return self.entropy_model.entropies(ids, positions, mask, caches), None
         return None, None
 
     def boundaries(self, ids: torch.Tensor, entropies: torch.Tensor | None) -> torch.Tensor:
         return self.boundaries_announced(ids, entropies)[0]
 
     def boundaries_announced(
-        self, ids: torch.Tensor, entropies: torch.Tensor | None
+        self, ids: torch.Tensor, entropies: torch.Tensor | None, cap: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(starts (B, T), announced (B, T + 1)): see `patch_starts_announced`."""
+        """(starts (B, T), announced (B, T + 1)) under the configured patcher: see
+        `patch_starts_announced`. `cap` replaces the length cap (decoding applies its own to
+        the open patch, so it reads only the content rule)."""
         cfg = self.config
         ep = cfg.entropy_patcher
         return patch_starts_announced(
-            ids, cfg.patcher, cfg.patch_cap, entropies, ep.threshold, ep.rule, ep.relative_threshold
+            ids,
+            cfg.patcher,
+            cfg.patch_cap if cap is None else cap,
+            entropies,
+            ep.threshold,
+            ep.rule,
+            ep.relative_threshold,
         )
 
     # ------------------------------------------------------------------ forward
@@ -251,22 +269,41 @@ class HybridTransformer(nn.Module):
         full_mask = causal_mask(cols, cols, key_valid=valid) if bool(shift.any()) else None
 
         caches = self.latent.new_caches()
-        outs: list[torch.Tensor] = []
         thought_cols = torch.nonzero(thought_a.any(0)).flatten().tolist()
+
+        def run(chunk: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+            mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
+            return self.latent(chunk, pos_a[:, start:stop], mask, caches)
+
+        out_a = self.run_thought_passes(xa, thought_a, thought_cols, run)  # (B, Pa, D)
+        return out_a.gather(1, dest.unsqueeze(-1).expand(-1, -1, D))
+
+    def run_thought_passes(
+        self,
+        x: torch.Tensor,
+        is_thought: torch.Tensor,
+        cuts: list[int],
+        run: Callable[[torch.Tensor, int, int], torch.Tensor],
+    ) -> torch.Tensor:
+        """x (B, P, D) patch vectors -> (B, P, D) latent outputs, one pass per span between
+        `cuts` (sorted columns where some row has a thought). At a cut, rows whose patch there
+        is a thought (`is_thought` (B, P)) get the previous pass's last output (through
+        `thought_input`) as input instead. `run(chunk, start, stop)` runs the latent
+        transformer on columns start..stop-1 with the caller's positions, mask and caches:
+        training (`run_latent`) and the cached prefill share this loop."""
+        outs: list[torch.Tensor] = []
         start = 0
-        for stop in [*thought_cols, Pa]:
+        for stop in [*cuts, x.shape[1]]:
             if stop <= start:
                 continue
-            chunk = xa[:, start:stop]
-            if start in thought_cols and start > 0:
+            chunk = x[:, start:stop]
+            if start in cuts and start > 0:
                 last = self.thought_input(outs[-1][:, -1])  # (B, D)
-                fed = torch.where(thought_a[:, start, None], last, chunk[:, 0])  # (B, D)
+                fed = torch.where(is_thought[:, start, None], last, chunk[:, 0])  # (B, D)
                 chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)
-            mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
-            outs.append(self.latent(chunk, pos_a[:, start:stop], mask, caches))
+            outs.append(run(chunk, start, stop))
             start = stop
-        out_a = torch.cat(outs, dim=1)  # (B, Pa, D)
-        return out_a.gather(1, dest.unsqueeze(-1).expand(-1, -1, D))
+        return torch.cat(outs, dim=1)
 
     # ------------------------------------------------------------------ helpers
     def num_params(self, trainable_only: bool = False) -> int:

@@ -91,13 +91,16 @@ class LocalEncoder(nn.Module):
         self,
         ids: torch.Tensor,
         positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ids (B, T) -> byte states (B, T, d_local); `context` = earlier ids for n-gram hashes."""
+        """ids (B, T) -> byte states (B, T, d_local). Training passes whole sequences; decoding
+        passes new ids with `caches`, their `mask` and `context` (earlier ids, for the n-gram
+        hashes): one body for both."""
         x = self.embed_bytes(ids, context)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache=caches[i] if caches else None)
+            x = block(x, positions, mask, caches[i] if caches else None)
         return x
 
     def pool(self, h: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
@@ -182,8 +185,15 @@ class DecoderLayer(nn.Module):
         self.mlp_norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
         self.mlp = MLP(dl, int(dl * cfg.local_mlp_ratio), "swiglu")
 
-    def forward(self, x, slots, positions, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), positions, None, cache)
+    def forward(
+        self,
+        x: torch.Tensor,
+        slots: torch.Tensor,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), positions, mask, cache)
         x = x + self.cross(x, slots)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -203,12 +213,14 @@ class LocalDecoder(nn.Module):
         h: torch.Tensor,
         context: torch.Tensor,
         positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
-        """h (B, T, dl) byte states; context (B, T, D) latent state of each byte's previous patch."""
+        """h (B, T, dl) byte states; context (B, T, D) latent state of each byte's previous
+        patch -> (B, T, dl) states for the byte head. Decoding passes `caches` and `mask`."""
         B, T, _ = h.shape
         slots = self.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (B, T, K, dl)
         x = h + self.ctx_in(context)
         for i, layer in enumerate(self.layers):
-            x = layer(x, slots, positions, caches[i] if caches else None)
+            x = layer(x, slots, positions, mask, caches[i] if caches else None)
         return self.norm(x)

@@ -1,7 +1,7 @@
 """The patching study: train the entropy model, calibrate its threshold, measure patches.
 
 - `train_entropy_model(EntropyTrainConfig, out_dir)` -> `DIR/entropy.pt`; `load_entropy_model(path)`
-- `window_entropies`, `incremental_entropies`, `StreamingPatcher` (byte-at-a-time boundaries)
+- `window_entropies` (entropies of byte windows, batched)
 - `calibrate_threshold(ids, entropies, target, rule, max_patch_size)` -> `Calibration`
 - `compare_patchers`, `stats_from_starts` -> `PatchStats`; `plot_passage`, `plot_histograms`
 """
@@ -18,8 +18,6 @@ from coconutblt.patching_study.calibrate import (
     write_config,
 )
 from coconutblt.patching_study.entropies import (
-    StreamingPatcher,
-    incremental_entropies,
     window_entropies,
     windows_of,
 )
@@ -42,13 +40,11 @@ __all__ = [
     "EntropyTrainConfig",
     "EntropyTrainResult",
     "PatchStats",
-    "StreamingPatcher",
     "calibrate_threshold",
     "calibrated_config",
     "compare_patchers",
     "comparison_table",
     "heldout_bpb",
-    "incremental_entropies",
     "install_entropy_model",
     "load_entropy_model",
     "plot_curves",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from coconutblt.errors import UserError
-from coconutblt.model.patching import entropy_from_logits, patch_starts
+from coconutblt.model.patching import patch_starts
 
 
 def entropy_probability(step: int, total_steps: int, hold_fraction: float = 0.5) -> float:
@@ -35,14 +35,16 @@ def entropy_probability(step: int, total_steps: int, hold_fraction: float = 0.5)
 
 @torch.no_grad()
 def model_entropies(model, ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) next-byte entropies as `HybridTransformer.forward` computes them (frozen model or learned head)."""
-    if model.entropy_model is not None:
-        return model.entropy_model.entropies(ids)
-    if model.estimator is not None:
+    """(B, T) next-byte entropies as `HybridTransformer.forward` computes them (frozen model or
+    learned head): `HybridTransformer.entropies` decides which."""
+    h = None
+    if model.estimator is not None:  # the learned head reads the byte states
         B, T = ids.shape
-        pos = torch.arange(T, device=ids.device).expand(B, T)
-        return entropy_from_logits(model.estimator(model.encoder.byte_states(ids, pos)))
-    raise UserError("patch curriculum needs model.patcher=entropy")
+        h = model.encoder.byte_states(ids, torch.arange(T, device=ids.device).expand(B, T))
+    ent, _ = model.entropies(ids, h)
+    if ent is None:
+        raise UserError("patch curriculum needs model.patcher=entropy")
+    return ent
 
 
 def curriculum_patch_starts(
