@@ -1,9 +1,10 @@
 """`coconutblt export-hf --ckpt PATH --out DIR`: a folder `AutoModelForCausalLM` loads.
 
-The folder holds config.json (with `auto_map`), model.safetensors and the model's code
-(flattened from this package), so `from_pretrained(DIR, trust_remote_code=True)` needs neither
-coconutblt nor a network. By default the export is then loaded that way and its logits compared
-with the native model's.
+The folder holds config.json (with `auto_map`), model.safetensors, the model's code (flattened
+from this package) and a byte tokenizer, so `from_pretrained(DIR, trust_remote_code=True)` and
+`pipeline("text-generation", model=DIR, trust_remote_code=True)` need neither coconutblt nor a
+network. By default the export is then loaded that way, its logits compared with the native
+model's and its tokenizer checked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def register(sub) -> None:
         "--no-verify",
         dest="verify",
         action="store_false",
-        help="skip loading the export with transformers and comparing logits",
+        help="skip loading the export with transformers, comparing logits, checking the tokenizer",
     )
     p.set_defaults(func=run)
 
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
         print(
-            f"verified: AutoModelForCausalLM logits match the native model (max |diff| {diff:.2g})"
+            f"verified: AutoModelForCausalLM logits match the native model (max |diff| {diff:.2g}); "
+            "the tokenizer maps text to its bytes"
         )
     print(f"load with: AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    print(f"or: pipeline('text-generation', model={str(out)!r}, trust_remote_code=True)")
     return 0

@@ -20,10 +20,11 @@ from pathlib import Path
 from coconutblt.errors import UserError
 
 # The exported modeling file holds these modules and every coconutblt module they import (at
-# top level or inside a function), dependencies first; see `model_sources`. errors and
-# config_tree come along because `ModelConfig.from_dict`, which validates config.json's
-# `model_config`, is built on them.
-MODEL_ROOTS = ("coconutblt.model.hybrid",)
+# top level or inside a function), dependencies first; see `model_sources`. hybrid is the
+# model; cache is its incremental decoder (`DecodeState`), which the wrapper's KV cache wraps.
+# errors and config_tree come along because `ModelConfig.from_dict`, which validates
+# config.json's `model_config`, is built on them.
+MODEL_ROOTS = ("coconutblt.model.cache", "coconutblt.model.hybrid")
 
 # Top-level names that a later module-level `def` may rebind over a hoisted import, with why the
 # rebinding is harmless. hybrid.py imports `dataclasses.replace`; config.py defines

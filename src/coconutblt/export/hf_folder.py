@@ -4,10 +4,13 @@ and check the export against the native model.
 The folder is flat and self-contained:
 
     config.json                 model_type "coconutblt", `auto_map`, the `ModelConfig` as a dict
-    generation_config.json      byte-vocabulary special ids, greedy, no KV cache
+    generation_config.json      byte-vocabulary special ids, greedy, KV cache on
     model.safetensors           the weights (keys prefixed "model.")
     configuration_coconutblt.py `CoconutBLTConfig(PretrainedConfig)`
     modeling_coconutblt.py      the package's model sources, flattened; `CoconutBLTForCausalLM`
+    tokenizer.json              the byte tokenizer (ids 0..255 are the bytes), and its
+    tokenizer_config.json       config and special tokens: see `export.tokenizer`
+    special_tokens_map.json
     README.md                   how to load it
 
 The Python files come from `export.remote_code`. transformers and safetensors are imported
@@ -32,6 +35,7 @@ from coconutblt.export.remote_code import (
     MODELING_FILE,
     build_modeling_source,
 )
+from coconutblt.export.tokenizer import TOKENIZER_FILES, tokenizer_files
 from coconutblt.runtime.files import atomic_write
 from coconutblt.vocab import BOS_ID, EOS_ID, PAD_ID
 
@@ -42,6 +46,7 @@ EXPORT_FILES = (
     WEIGHTS_FILE,
     CONFIGURATION_FILE,
     MODELING_FILE,
+    *TOKENIZER_FILES,
     "README.md",
 )
 
@@ -49,16 +54,26 @@ README_SOURCE = """\
 # coconutblt hybrid byte model
 
 Exported by `coconutblt export-hf`. Byte-level: ids 0..255 are raw bytes, {PAD_ID} pad,
-{BOS_ID} bos, {EOS_ID} eos, then the continuous-thought markers. No tokenizer is needed.
+{BOS_ID} bos, {EOS_ID} eos, then the continuous-thought markers. The tokenizer maps text to its
+UTF-8 bytes and back.
 
 ```python
-import torch
-from transformers import AutoModelForCausalLM
+from transformers import pipeline
 
+pipe = pipeline("text-generation", model="PATH", trust_remote_code=True)
+print(pipe("The answer is", max_new_tokens=32, do_sample=False)[0]["generated_text"])
+```
+
+Or by hand, a left-padded batch:
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tok = AutoTokenizer.from_pretrained("PATH", trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained("PATH", trust_remote_code=True)
-ids = torch.tensor([list("The answer is".encode())])
-out = model.generate(ids, max_new_tokens=32, do_sample=False)
-print(bytes(i for i in out[0].tolist() if i < 256).decode("utf-8", errors="replace"))
+batch = tok(["The answer is", "Q: 12+30? A:"], return_tensors="pt", padding=True)
+out = model.generate(**batch, max_new_tokens=32, do_sample=False)
+print(tok.batch_decode(out, skip_special_tokens=True))
 ```
 """
 
@@ -119,7 +134,7 @@ def export_hf(source, out_dir: str | Path, overwrite: bool = False) -> Path:
         "eos_token_id": EOS_ID,
         "pad_token_id": PAD_ID,
         "do_sample": False,
-        "use_cache": False,
+        "use_cache": True,
     }
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         weights = Path(tmp) / WEIGHTS_FILE
@@ -131,6 +146,7 @@ def export_hf(source, out_dir: str | Path, overwrite: bool = False) -> Path:
         "generation_config.json": json.dumps(generation, indent=2, sort_keys=True) + "\n",
         CONFIGURATION_FILE: CONFIGURATION_SOURCE,
         MODELING_FILE: modeling,
+        **tokenizer_files(model.config.max_seq_len),
         "README.md": readme.replace("{EOS_ID}", str(EOS_ID)),
     }
     for name, text in files.items():
@@ -150,17 +166,25 @@ def probe_inputs(max_seq_len: int, seed: int = 0) -> torch.Tensor:
     return torch.tensor([noise, thought[:n]])
 
 
+VERIFY_TEXT = "Q: 12+30? A: 42 (héllo, 日本, 😀)"
+
+
 def verify_export(out_dir: str | Path, model=None, inputs: torch.Tensor | None = None) -> float:
     """Load `out_dir` through `AutoModelForCausalLM` (remote code, no network) and return the
     largest absolute logit difference from the native model (loaded from the export's own
-    weights when `model` is None)."""
+    weights when `model` is None). A tokenizer that does not map a text to its bytes and back
+    is a `UserError`."""
     try:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise UserError(
             "verifying the export needs transformers: pip install 'coconutblt[hf]', or pass --no-verify"
         ) from None
     out = Path(out_dir)
+    tok = AutoTokenizer.from_pretrained(str(out), trust_remote_code=True, local_files_only=True)
+    ids = tok(VERIFY_TEXT)["input_ids"]
+    if ids != list(VERIFY_TEXT.encode()) or tok.decode(ids) != VERIFY_TEXT:
+        raise UserError(f"{out}: the exported tokenizer does not map text to its UTF-8 bytes")
     hf = AutoModelForCausalLM.from_pretrained(
         str(out), trust_remote_code=True, local_files_only=True
     ).eval()
