@@ -1,4 +1,4 @@
-"""`coconutblt hf tokens | train | eval | tiny-base`: the Coconut reproduction path on a local
+"""`coconutblt hf tokens | train | eval | merge-lora | tiny-base`: the Coconut reproduction path on a local
 Hugging Face model (the library is `coconutblt.hf`; docs/hf_coconut.md walks through it).
 
 The parser only: each `run_*` passes the flags to one library call. transformers, torch and
@@ -12,9 +12,10 @@ import argparse
 
 
 def add_hf_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `hf` with `tokens`, `train`, `eval`, `tiny-base`; each sets `func`."""
+    """Register `hf` with `tokens`, `train`, `eval`, `merge-lora`, `tiny-base`; each sets
+    `func`."""
     hf = subparsers.add_parser("hf", help="Coconut on a local Hugging Face causal LM")
-    sub = hf.add_subparsers(dest="hf_command", metavar="{tokens,train,eval,tiny-base}")
+    sub = hf.add_subparsers(dest="hf_command", metavar="{tokens,train,eval,merge-lora,tiny-base}")
     sub.required = True
 
     p = sub.add_parser("tokens", help="add the three Coconut tokens and show what changed")
@@ -23,7 +24,10 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=run_tokens)
 
     p = sub.add_parser("train", help="train one curriculum stage (0 = written reasoning)")
-    p.add_argument("--base-model", help="local Hugging Face model folder (stage 0)")
+    p.add_argument(
+        "--base-model",
+        help="local Hugging Face model folder (stage 0; with a LoRA --load: where its base is)",
+    )
     p.add_argument("--load", help="checkpoint folder of the previous stage (wins over base)")
     p.add_argument(
         "--data", required=True, help="reasoning data: GSM8k .jsonl, Coconut .json, iCoT .txt"
@@ -46,7 +50,7 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
         "--batch-size", type=int, default=8, help="per process (under torchrun: x processes)"
     )
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--out", help="output folder (replaced atomically; not needed with --plan)")
     p.add_argument("--max-examples", type=int, help="use the first N training examples")
     p.add_argument("--val-data", help="validation file: accuracy printed after each epoch")
     p.add_argument("--max-val-examples", type=int, help="use the first N validation examples")
@@ -57,6 +61,38 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
         "--gradient-checkpointing", action="store_true", help="recompute activations (big models)"
     )
     p.add_argument("--seed", type=int, default=0)
+    lora = p.add_argument_group("LoRA (PEFT): train an adapter and the 3 token rows, not the model")
+    lora.add_argument("--lora-r", type=int, help="adapter rank (e.g. 16); off by default")
+    lora.add_argument("--lora-alpha", type=float, help="adapter scale alpha (default: 2 x r)")
+    lora.add_argument("--lora-dropout", type=float, default=0.0, help="default 0")
+    lora.add_argument(
+        "--lora-targets",
+        help="comma-separated module names or all-linear "
+        "(default: PEFT's for the architecture; Llama: q_proj,v_proj; GPT-2: c_attn)",
+    )
+    lora.add_argument(
+        "--merge-lora",
+        metavar="DIR",
+        help="after the last epoch also save the adapter merged into its base, a full model, to DIR",
+    )
+    p.add_argument(
+        "--parallel",
+        choices=("fsdp", "ddp"),
+        default="fsdp",
+        help="under torchrun: FSDP2 shards weights, gradients and AdamW (default); DDP copies",
+    )
+    p.add_argument(
+        "--report-to",
+        nargs="+",
+        default=[],
+        metavar="TRACKER",
+        help="mirror metrics.jsonl into tensorboard and/or wandb (logs in --out)",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the memory plan (weights, gradients, AdamW, activations; full vs LoRA) and exit",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("eval", help="accuracy, tokens and time of checkpoints, side by side")
@@ -70,7 +106,14 @@ def add_hf_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--show", type=int, default=3, help="side-by-side examples to print")
     p.add_argument("--device", default="auto")
+    p.add_argument("--base-model", help="base model folder of LoRA checkpoints (if moved)")
     p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("merge-lora", help="merge a LoRA checkpoint into its base: a full folder")
+    p.add_argument("--ckpt", required=True, help="checkpoint folder holding an adapter")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--base-model", help="the base model folder (default: the recorded one)")
+    p.set_defaults(func=run_merge_lora)
 
     p = sub.add_parser(
         "tiny-base", help="a tiny random GPT-2/Llama + BPE tokenizer folder for smoke runs"
@@ -106,9 +149,37 @@ def run_tokens(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from coconutblt.hf.train import train_stage
+    from coconutblt.hf.lora import LoraSettings, parse_targets
+    from coconutblt.hf.train import plan_stage, train_stage
 
     _quiet_transformers()
+    lora = None
+    if args.lora_r is not None:
+        lora = LoraSettings(
+            r=args.lora_r,
+            alpha=args.lora_alpha,
+            dropout=args.lora_dropout,
+            targets=parse_targets(args.lora_targets),
+        )
+    if args.plan:
+        plan_stage(
+            base_model=args.base_model,
+            load=args.load,
+            data=args.data,
+            stage=args.stage,
+            c_thought=args.c_thought,
+            max_latent_stage=args.max_latent_stage,
+            pad_latent_to_max=args.pad_latent_to_max,
+            batch_size=args.batch_size,
+            max_examples=args.max_examples,
+            bf16=args.bf16,
+            lora=lora,
+        )
+        return 0
+    if args.out is None:
+        from coconutblt.errors import UserError
+
+        raise UserError("hf train needs --out (the checkpoint folder to write), or --plan")
     train_stage(
         base_model=args.base_model,
         load=args.load,
@@ -132,6 +203,10 @@ def run_train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         gradient_checkpointing=args.gradient_checkpointing,
         seed=args.seed,
+        lora=lora,
+        merge_lora=args.merge_lora,
+        parallel=args.parallel,
+        report_to=args.report_to,
     )
     return 0
 
@@ -149,7 +224,16 @@ def run_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         show=args.show,
         device=args.device,
+        base_model=args.base_model,
     )
+    return 0
+
+
+def run_merge_lora(args: argparse.Namespace) -> int:
+    from coconutblt.hf.lora import merge_checkpoint
+
+    _quiet_transformers()
+    merge_checkpoint(args.ckpt, args.out, base_model=args.base_model)
     return 0
 
 

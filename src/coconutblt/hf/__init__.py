@@ -4,7 +4,9 @@
     batching.py       token ids, labels and thought-aligned batches
     data.py           example files, and an example's text at one curriculum stage
     tokens_report.py  what adding the Coconut tokens changes (`hf tokens`)
-    train.py          one curriculum stage, one process or DDP (`hf train`)
+    train.py          one curriculum stage: one process, FSDP2 or DDP (`hf train`)
+    lora.py           LoRA adapters through PEFT: attach, save, load, merge (`hf merge-lora`)
+    memory.py         the memory plan of a config: full fine-tuning vs LoRA (`hf train --plan`)
     evaluate.py       accuracy, tokens and time of checkpoints side by side (`hf eval`)
     tiny.py           tiny random base models for smoke runs and tests (`hf tiny-base`)
 
@@ -24,6 +26,10 @@ _EXPORTS = {
     "load_pretrained": "coconutblt.hf.coconut_lm",
     "tokens_report": "coconutblt.hf.tokens_report",
     "train_stage": "coconutblt.hf.train",
+    "plan_stage": "coconutblt.hf.train",
+    "LoraSettings": "coconutblt.hf.lora",
+    "merge_checkpoint": "coconutblt.hf.lora",
+    "plan_for_config": "coconutblt.hf.memory",
     "evaluate_model": "coconutblt.hf.evaluate",
     "evaluate_checkpoints": "coconutblt.hf.evaluate",
     "build_tiny_base": "coconutblt.hf.tiny",

@@ -141,9 +141,13 @@ def load_pretrained(path: str | os.PathLike, dtype: torch.dtype | None = None):
     Returns (model, tokenizer). A tokenizer without a pad token gets EOS as pad (the official
     recipe), since padding positions are excluded by the attention mask and labels anyway.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     p = Path(path)
+    _check_model_dir(p)
+    tokenizer = load_tokenizer(p)
+    return load_model(p, dtype), tokenizer
+
+
+def _check_model_dir(p: Path) -> None:
     if not p.exists():
         raise UserError(f"model folder {p} does not exist; pass a local Hugging Face model folder")
     if not _is_hf_model_dir(p):
@@ -151,6 +155,12 @@ def load_pretrained(path: str | os.PathLike, dtype: torch.dtype | None = None):
             f"{p} is not a Hugging Face model folder (no config.json); "
             "save one with save_pretrained or pass the folder that contains config.json"
         )
+
+
+def load_tokenizer(p: Path):
+    """The tokenizer saved in folder `p` (pad token: EOS when it has none)."""
+    from transformers import AutoTokenizer
+
     if not any((p / name).is_file() for name in _TOKENIZER_FILES):
         raise UserError(
             f"{p} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
@@ -163,14 +173,21 @@ def load_pretrained(path: str | os.PathLike, dtype: torch.dtype | None = None):
             f"{p} has no loadable tokenizer ({type(e).__name__}); "
             "save the tokenizer into the same folder"
         ) from e
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(p: Path, dtype: torch.dtype | None = None):
+    """The causal LM saved in folder `p`."""
+    from transformers import AutoModelForCausalLM
+
+    _check_model_dir(p)
     try:
-        model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, **_dtype_kw(dtype))
+        return AutoModelForCausalLM.from_pretrained(p, local_files_only=True, **_dtype_kw(dtype))
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load a causal LM from {p}: {first}") from e
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 def _dtype_kw(dtype: torch.dtype | None) -> dict:
@@ -183,18 +200,25 @@ def _dtype_kw(dtype: torch.dtype | None) -> dict:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
-def write_dir_atomically(out_dir: str | os.PathLike, write) -> Path:
+def write_dir_atomically(out_dir: str | os.PathLike, write, keep: tuple[str, ...] = ()) -> Path:
     """Call write(tmp_dir), then move tmp_dir to out_dir, replacing an old out_dir.
 
     A crash while writing leaves the previous checkpoint intact (DESIGN §10: no partial file
     replaces a good one); the temp folder sits beside out_dir so the rename stays on one disk.
+    Entries of the old folder named in `keep` (a tracker's log folder a running writer holds
+    open) are moved into the new one just before the swap: renames keep open files valid.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    moved: list[str] = []
+    old = None
     try:
         write(tmp)
-        old = None
+        for name in keep:
+            if (out / name).exists() and not (tmp / name).exists():
+                os.replace(out / name, tmp / name)
+                moved.append(name)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             old.rmdir()
@@ -203,6 +227,10 @@ def write_dir_atomically(out_dir: str | os.PathLike, write) -> Path:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        # the swap did not happen: the kept entries go back to the previous folder
+        back = out if out.exists() else old
+        for name in moved if back is not None and back.exists() else ():
+            os.replace(tmp / name, back / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
@@ -239,12 +267,29 @@ class CoconutForCausalLM(nn.Module):
         self.eos_token_id = eos_token_id
         self.pad_token_id = eos_token_id if pad_token_id is None else pad_token_id
         self.metadata: dict[str, Any] = {}
+        self.peft = None  # the PeftModel around base_model when a LoRA adapter is attached
 
     # ----- loading and saving -------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None):
-        """Load a folder written by `save_pretrained` or any local HF causal-LM folder."""
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        dtype: torch.dtype | None = None,
+        *,
+        base_model: str | os.PathLike | None = None,
+        trainable: bool = False,
+    ):
+        """Load a folder written by `save_pretrained` or any local HF causal-LM folder.
+
+        A LoRA checkpoint (adapter_config.json) loads its base model (`base_model`, else the
+        folder recorded at training time), adds the tokens, then the adapter; `trainable`
+        keeps the adapter trainable (to train the next stage on it).
+        """
+        from coconutblt.hf.lora import is_adapter_dir, load_adapter_checkpoint
+
+        if is_adapter_dir(path):
+            return load_adapter_checkpoint(cls, Path(path), dtype, base_model, trainable)
         model, tokenizer = load_pretrained(path, dtype=dtype)
         wrapper = cls(model, tokenizer)
         meta = Path(path) / METADATA_FILE
@@ -257,9 +302,12 @@ class CoconutForCausalLM(nn.Module):
         out_dir: str | os.PathLike,
         metadata: dict | None = None,
         extra_files: dict[str, str] | None = None,
+        keep: tuple[str, ...] = (),
     ) -> Path:
         """Write model, tokenizer and `coconut.json` (token ids, training stage) atomically;
-        `extra_files` ({name: text}, e.g. a metrics log) go into the same folder."""
+        `extra_files` ({name: text}, e.g. a metrics log) go into the same folder, and the
+        old folder's entries named in `keep` move into the new one. With a LoRA adapter the
+        model part is the adapter alone (adapter_config.json, adapter_model.safetensors)."""
         meta = dict(self.metadata)
         meta.update(metadata or {})
         meta["token_ids"] = {
@@ -269,7 +317,12 @@ class CoconutForCausalLM(nn.Module):
         }
 
         def write(tmp: Path) -> None:
-            self.base_model.save_pretrained(tmp)
+            if self.peft is not None:
+                from coconutblt.hf.lora import save_adapter
+
+                save_adapter(self, tmp)
+            else:
+                self.base_model.save_pretrained(tmp)
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -277,7 +330,7 @@ class CoconutForCausalLM(nn.Module):
                 (tmp / name).write_text(text)
 
         self.metadata = meta
-        return write_dir_atomically(out_dir, write)
+        return write_dir_atomically(out_dir, write, keep)
 
     @property
     def config(self):
@@ -285,7 +338,8 @@ class CoconutForCausalLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.base_model.get_input_embeddings().weight.device
+        # the first parameter's: an adapted embedding's `.weight` would build a merged copy
+        return next(self.base_model.parameters()).device
 
     # ----- the n+1-pass forward -----------------------------------------------------------
 

@@ -137,9 +137,13 @@ def evaluate_checkpoints(
     max_new_tokens: int = 64,
     show: int = 3,
     device: str = "auto",
+    base_model: str | None = None,
     print_fn=print,
 ) -> list[EvalResult]:
-    """Print the comparison block of the plan's milestone 6 and return the results."""
+    """Print the comparison block of the plan's milestone 6 and return the results.
+
+    A LoRA checkpoint loads its base model and then its adapter (`base_model` overrides the
+    base folder recorded in it)."""
     check_positive("--max-examples", max_examples)
     check_positive("--batch-size", batch_size)
     check_positive("--max-new-tokens", max_new_tokens)
@@ -149,7 +153,7 @@ def evaluate_checkpoints(
     examples = load_examples_file(data, max_examples)
     results, names = [], []
     for path in ckpts:
-        model = CoconutForCausalLM.from_pretrained(path)
+        model = CoconutForCausalLM.from_pretrained(path, base_model=base_model)
         model.to(dev)
         prompt_fn = _checkpoint_prompt_fn(model.metadata, n_thoughts)
         with torch.no_grad():
