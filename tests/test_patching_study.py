@@ -23,6 +23,7 @@ from coconutblt.patching_study import (
     window_entropies,
     windows_of,
 )
+from coconutblt.runtime.metrics import read_metrics
 from coconutblt.train.patch_curriculum import curriculum_patch_starts, entropy_probability
 from tests.conftest import tiny_config
 
@@ -116,6 +117,13 @@ def test_entropy_train_writes_a_loadable_checkpoint_with_a_falling_loss(entropy_
     assert ckpt["heldout_bpb"] < 4.0  # uniform over bytes would be 8
     model = load_entropy_model(entropy_dir)
     assert model.cfg.window == 32 and not any(p.requires_grad for p in model.parameters())
+    # the same metrics.jsonl + metrics.png as the hybrid trainer: train records, then the eval
+    records = read_metrics(entropy_dir / "metrics.jsonl")
+    train = [r for r in records if r["type"] == "train"]
+    assert [r["step"] for r in train] == [s + 1 for s, _ in ckpt["losses"]]
+    assert [r["loss"] for r in train] == [v for _, v in ckpt["losses"]]
+    assert records[-1] == {"type": "eval", "step": 150, "bpb": ckpt["heldout_bpb"]}
+    assert (entropy_dir / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_entropy_model_learned_the_known_structure(entropy_dir, synth_windows):

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from coconutblt.config_tree import merge_into, read_yaml
 from coconutblt.data.reasoning import Example
 from coconutblt.errors import UserError
+from coconutblt.runtime.progress import progress_bar
 from coconutblt.train.config import RunConfig, load_run_config
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
@@ -243,13 +242,7 @@ def train_methods(
             )
     n_train = {run.name: len(load_reasoning(run.cfg).train) for run in runs}
     totals = {run.name: planned_steps(run.cfg, n_train[run.name]) for run in runs}
-    bar = tqdm(
-        total=sum(totals.values()),
-        disable=not show_progress,
-        unit="step",
-        dynamic_ncols=True,
-        desc="recipe",
-    )
+    bar = progress_bar(sum(totals.values()), desc="recipe", disable=not show_progress)
     seconds: dict[str, float] = {}
     try:
         for run in runs:

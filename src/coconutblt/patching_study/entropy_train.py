@@ -30,7 +30,9 @@ from coconutblt.model.config import EntropyModelConfig
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.runtime.device import pick_device
 from coconutblt.runtime.files import save_torch
+from coconutblt.runtime.metrics import MetricsLog, plot_metrics
 from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
+from coconutblt.runtime.progress import progress_bar, show_rate
 from coconutblt.vocab import VOCAB_SIZE
 
 LN2 = math.log(2.0)
@@ -128,8 +130,6 @@ def train_entropy_model(
 
     `corpus` (bytes) replaces reading `cfg.data` (used by benchmarks that already hold the text).
     """
-    from tqdm.auto import tqdm
-
     cfg.check()
     if cfg.window == 0 or cfg.window > cfg.seq_len:
         warnings.warn(
@@ -153,16 +153,12 @@ def train_entropy_model(
     losses: list[tuple[int, float]] = []
     bytes_per_step = cfg.batch_size * cfg.seq_len
     start = time.perf_counter()
-    bar = tqdm(
-        range(cfg.steps),
-        desc="entropy train",
-        unit="step",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(cfg.steps, desc="entropy train", disable=not progress)
+    log = MetricsLog(Path(out_dir) / "metrics.jsonl") if out_dir is not None else None
     ema = None
-    for step in bar:
-        set_lr(opt, warmup_cosine(step, cfg.steps, cfg.lr, cfg.warmup_steps, min_lr_ratio=0.1))
+    for step in range(cfg.steps):
+        lr = warmup_cosine(step, cfg.steps, cfg.lr, cfg.warmup_steps, min_lr_ratio=0.1)
+        set_lr(opt, lr)
         batch = windows.batch(step).to(dev)
         loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)
@@ -173,14 +169,14 @@ def train_entropy_model(
         if not math.isfinite(value):
             raise RuntimeError(f"entropy model loss is {value} at step {step}; lower --lr")
         ema = value if ema is None else 0.9 * ema + 0.1 * value
+        bar.update(1)
         if step % 10 == 0 or step == cfg.steps - 1:
             losses.append((step, value))
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(
-                loss=f"{ema:.3f}",
-                bpb=f"{ema / LN2:.2f}",
-                bytes_s=f"{(step + 1) * bytes_per_step / elapsed:,.0f}",
-            )
+            rate = (step + 1) * bytes_per_step / (time.perf_counter() - start)
+            show_rate(bar, ema, rate, bpb=f"{ema / LN2:.2f}")
+            if log is not None:  # the native trainer's record, its steps counted from 1
+                record = {"type": "train", "step": step + 1, "loss": value, "lr": lr}
+                log.write({**record, "bytes_per_s": rate})
         if on_step is not None:
             on_step(step, value)
     seconds = time.perf_counter() - start
@@ -192,6 +188,8 @@ def train_entropy_model(
     if out_dir is not None:
         path = Path(out_dir) / ENTROPY_CHECKPOINT_NAME
         save_torch(entropy_checkpoint(model, cfg, train_bytes, bpb, losses), path)
+        log.write({"type": "eval", "step": cfg.steps, "bpb": bpb})
+        plot_metrics(log.path, Path(out_dir) / "metrics.png", title=f"entropy model {out_dir}")
     model.requires_grad_(False)
     return EntropyTrainResult(
         model.cpu(), path, losses, bpb, train_bytes, seconds, train_bytes / seconds

@@ -37,6 +37,7 @@ from coconutblt.runtime.distributed import (
 from coconutblt.runtime.files import atomic_write, save_torch
 from coconutblt.runtime.metrics import MetricsLog, plot_metrics
 from coconutblt.runtime.optim import build_adamw, set_lr, warmup_cosine
+from coconutblt.runtime.progress import progress_bar, show_rate
 from coconutblt.runtime.trackers import Trackers
 from coconutblt.train.batches import ReasoningBatches
 from coconutblt.train.config import RunConfig, TrainingConfig, run_config_from_dict, stage_config
@@ -458,12 +459,8 @@ class Trainer:
         self.model.train()
         own_bar = bar is None
         if own_bar:
-            bar = tqdm(
-                total=self.total_steps,
-                initial=self.state.step,
-                disable=not self.show_progress,
-                unit="step",
-                dynamic_ncols=True,
+            bar = progress_bar(
+                self.total_steps, initial=self.state.step, disable=not self.show_progress
             )
         try:
             summary = (
@@ -514,7 +511,7 @@ class Trainer:
             steps_this_run += 1
             rate = bytes_seen / max(time.perf_counter() - started, 1e-9)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", bpb=f"{loss / LN2:.3f}", bytes_s=f"{rate:,.0f}")
+            show_rate(bar, loss, rate, bpb=f"{loss / LN2:.3f}")
             if self.state.step % t.log_every == 0 or self.state.step == self.total_steps:
                 self._log(
                     {
@@ -592,9 +589,7 @@ class Trainer:
                 bytes_seen += sum(int(b["n_bytes"]) for b in batches) * self.ctx.world_size
                 rate = bytes_seen / max(time.perf_counter() - started, 1e-9)
                 bar.update(1)
-                bar.set_postfix(
-                    stage=stage, epoch=epoch, loss=f"{loss:.3f}", bytes_s=f"{rate:,.0f}"
-                )
+                show_rate(bar, loss, rate, stage=stage, epoch=epoch)
                 if self.state.step % t.log_every == 0:
                     self._log(
                         {
