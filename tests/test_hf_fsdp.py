@@ -56,7 +56,7 @@ def test_fsdp2_matches_one_process_full_and_lora(tmp_path):
     once per pass); the LoRA run also recomputes activations (no-cache thought passes).
     Tolerances: the same float32 arithmetic summed in another order (two per-rank token sums
     instead of one, gloo's reduce-scatter instead of a local sum) differs by rounding only:
-    5e-7 measured on the losses, 5e-8 on the weights; the bounds leave about 4x and 10x."""
+    up to 6.4e-7 measured on the losses, 5e-8 on the weights: the bounds leave 3x and 10x."""
     data = tmp_path / "toy.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in toy_rows(9)))
     base = tmp_path / "base"
