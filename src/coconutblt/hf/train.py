@@ -91,10 +91,9 @@ def train_stage(
     `metrics.jsonl`, one line per batch (global loss) and per validation.
 
     Under torchrun (WORLD_SIZE > 1) each process takes `batch_size` rows of every global batch
-    of batch_size × world rows, in the order one process would; the model is wrapped in
-    DistributedDataParallel, and each micro-batch's loss is the mean over the global batch's
-    label tokens, so losses and gradients equal a single process's at the global batch.
-    Rank 0 alone validates, saves and prints.
+    of batch_size × world rows, in the order one process would, and each micro-batch's loss is
+    the mean over the global batch's label tokens, so losses and gradients equal a single
+    process's at the global batch. Rank 0 alone validates, saves and prints.
 
     `parallel` picks the torchrun strategy: "fsdp" (default) shards every decoder layer, the
     embedding and output head, and the root with FSDP2, so weights, gradients and AdamW state
