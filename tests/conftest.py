@@ -51,3 +51,28 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch) -> list[tuple]:
+    """A stand-in `wandb` module (the trackers' tests run offline and without the package):
+    returns the list of calls it receives, ("init", kwargs), ("log", step, values), ("finish",);
+    its run id is "fake123"."""
+    import sys
+    import types
+
+    calls: list[tuple] = []
+
+    class FakeRun:
+        def log(self, values, step):
+            calls.append(("log", step, values))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.ModuleType("wandb")
+    fake.util = types.SimpleNamespace(generate_id=lambda: "fake123")
+    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    return calls

@@ -4,8 +4,6 @@ logs survive the checkpoint folder being replaced after every epoch."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
@@ -74,7 +72,7 @@ def test_tensorboard_holds_metrics_jsonl_across_the_folder_swaps(tmp_path, setup
     train(data, base, out, ["tensorboard"])
     want, got = jsonl_scalars(out), tensorboard_scalars(out / "tensorboard")
     # 2 batches x 2 epochs of train records, a validation per epoch
-    assert len(want["train/loss"]) == 4 and len(want["val/accuracy"]) == 2
+    assert len(want["train/loss"]) == 4 and len(want["eval/accuracy"]) == 2
     assert set(got) == set(want)
     for tag in want:
         assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag
@@ -93,21 +91,8 @@ def test_tensorboard_holds_metrics_jsonl_across_the_folder_swaps(tmp_path, setup
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders
 
 
-def test_wandb_gets_every_record_offline(tmp_path, setup, monkeypatch):
-    calls: list[tuple] = []
-
-    class FakeRun:
-        def log(self, values, step):
-            calls.append(("log", step, values))
-
-        def finish(self):
-            calls.append(("finish",))
-
-    fake = types.ModuleType("wandb")
-    fake.util = types.SimpleNamespace(generate_id=lambda: "hf123")
-    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+def test_wandb_gets_every_record_offline(tmp_path, setup, fake_wandb):
+    calls = fake_wandb
     data, base = setup
     out = tmp_path / "s1"
     train(data, base, out, ["wandb"])
@@ -115,9 +100,9 @@ def test_wandb_gets_every_record_offline(tmp_path, setup, monkeypatch):
 
     assert os.environ["WANDB_MODE"] == "offline"
     (init,) = [c[1] for c in calls if c[0] == "init"]
-    assert init["id"] == "hf123" and init["dir"] == str(out)
+    assert init["id"] == "fake123" and init["dir"] == str(out)
     assert (init["config"]["stage"], init["config"]["lr"]) == (1, 1e-3)
     logged = [(step, values) for kind, step, values in (c for c in calls if c[0] == "log")]
     assert logged == [(r["step"], scalars(r)) for r in records(out)] and len(logged) == 6
     assert calls[-1] == ("finish",)
-    assert (out / "wandb_run_id").read_text().strip() == "hf123"  # kept through the swaps
+    assert (out / "wandb_run_id").read_text().strip() == "fake123"  # kept through the swaps

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
 
@@ -48,28 +47,15 @@ def test_tensorboard_holds_what_metrics_jsonl_holds_across_a_resume(tmp_path):
             assert a == pytest.approx(b, rel=1e-6), tag  # TensorBoard stores float32
 
 
-def test_wandb_runs_offline_and_logs_every_record(tmp_path, monkeypatch):
-    calls: list[tuple] = []
-
-    class FakeRun:
-        def log(self, values, step):
-            calls.append(("log", step, values))
-
-        def finish(self):
-            calls.append(("finish",))
-
-    fake = types.ModuleType("wandb")
-    fake.util = types.SimpleNamespace(generate_id=lambda: "abc123")
-    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+def test_wandb_runs_offline_and_logs_every_record(tmp_path, fake_wandb):
+    calls = fake_wandb
     run = tmp_path / "run"
     Trainer(text_cfg(tmp_path, "training.report_to=[wandb]"), run, show_progress=False).fit()
     import os
 
     assert os.environ["WANDB_MODE"] == "offline"
     (init,) = [c[1] for c in calls if c[0] == "init"]
-    assert init["id"] == "abc123" and init["dir"] == str(run)
+    assert init["id"] == "fake123" and init["dir"] == str(run)
     assert init["config"]["training"]["report_to"] == ["wandb"]
     logged = [(step, values) for kind, step, values in (c for c in calls if c[0] == "log")]
     want = [(r["step"], scalars(r)) for r in read_metrics(run / "metrics.jsonl")]

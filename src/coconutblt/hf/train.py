@@ -15,12 +15,12 @@ import copy
 import json
 import math
 import random
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from coconutblt.errors import UserError
 from coconutblt.hf.batching import Encoded, collate, encode_example
@@ -43,6 +43,7 @@ from coconutblt.runtime.distributed import (
     shard_fully,
     shutdown,
 )
+from coconutblt.runtime.progress import progress_bar, show_rate
 from coconutblt.runtime.trackers import Trackers, check_trackers
 
 METRICS_FILE = "metrics.jsonl"
@@ -283,7 +284,7 @@ def _train_loop(
         # Every rank loaded the whole model on the CPU; rank 0 keeps a copy to receive the full
         # state for validation and saving, then FSDP2 moves each rank's shards to its device.
         host = copy.deepcopy(model) if ranks.is_main else None
-        apply_fsdp(model, bf16)
+        apply_fsdp(model, bf16, dev)
         torch.manual_seed(seed + ranks.rank)  # distinct dropout masks per rank
     else:
         model.to(dev)
@@ -352,12 +353,12 @@ def _train_loop(
             rows = [encode_example(tok, *stage_texts(ex, stage, cfg, rng)[:2]) for ex in examples]
             rng.shuffle(rows)
             engine.train()
-            bar = tqdm(
-                total=n_batches,
+            bar = progress_bar(
+                n_batches,
                 desc=f"stage {stage} epoch {epoch + 1}/{epochs}",
-                dynamic_ncols=True,
                 disable=not ranks.is_main,
             )
+            started, tokens_seen = time.perf_counter(), 0
             optimizer.zero_grad(set_to_none=True)
             for i in range(n_batches):
                 rows_i = rows[i * global_batch : (i + 1) * global_batch]
@@ -405,8 +406,9 @@ def _train_loop(
                         "tokens": int(n_tokens),
                     }
                 )
-                bar.set_postfix(loss=f"{loss_value:.4f}")
+                tokens_seen += int(n_tokens)
                 bar.update(1)
+                show_rate(bar, loss_value, tokens_seen / (time.perf_counter() - started), "tokens")
             bar.close()
             if fsdp:
                 state = full_model_state(model, ranks)  # a collective: every rank gathers
@@ -423,7 +425,7 @@ def _train_loop(
                     val_accuracy.append(result.accuracy)
                     record(
                         {
-                            "type": "val",
+                            "type": "eval",
                             "epoch": epoch + 1,
                             "step": step,
                             "accuracy": result.accuracy,
@@ -479,7 +481,7 @@ def load_for_training(source, base_model, lora: LoraSettings | None, bf16: bool)
     return model
 
 
-def apply_fsdp(model: CoconutForCausalLM, bf16: bool) -> None:
+def apply_fsdp(model: CoconutForCausalLM, bf16: bool, device: torch.device | None = None) -> None:
     """FSDP2 units: each decoder layer, the input embedding and an untied output head (the
     largest single matrices of a Llama 3), then the wrapper as the root, so its n+1-pass
     forward gathers and frees each unit as the passes reach it. A tied head shares its matrix
@@ -494,7 +496,7 @@ def apply_fsdp(model: CoconutForCausalLM, bf16: bool) -> None:
     embed, head = base.get_input_embeddings(), base.get_output_embeddings()
     if head is not None and _weight(head) is not _weight(embed):
         units = [embed, *units, head]
-    shard_fully(model, units, bf16)
+    shard_fully(model, units, bf16, device)
 
 
 def _weight(module):

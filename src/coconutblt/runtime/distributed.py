@@ -92,9 +92,11 @@ def shutdown(ctx: DistContext, ok: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def shard_fully(model: nn.Module, blocks, bf16: bool) -> None:
+def shard_fully(model: nn.Module, blocks, bf16: bool, device: torch.device | None = None) -> None:
     """FSDP2: `fully_shard` each of `blocks` (a model's repeated layers), then the root, with
-    bf16 parameters and fp32 gradient reduction when `bf16`."""
+    bf16 parameters and fp32 gradient reduction when `bf16`. `device`: where the shards live;
+    its type picks the mesh (FSDP2's default mesh is CUDA's whenever CUDA exists, even for a
+    run told to use the CPU)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     kwargs = {}
@@ -102,6 +104,10 @@ def shard_fully(model: nn.Module, blocks, bf16: bool) -> None:
         kwargs["mp_policy"] = MixedPrecisionPolicy(
             param_dtype=torch.bfloat16, reduce_dtype=torch.float32
         )
+    if device is not None and dist.is_initialized():
+        from torch.distributed.device_mesh import init_device_mesh
+
+        kwargs["mesh"] = init_device_mesh(device.type, (dist.get_world_size(),))
     for block in blocks:
         fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)

@@ -10,6 +10,7 @@ slices from rank 0.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from coconutblt.runtime.distributed import shard_fully
@@ -21,5 +22,5 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
         block.activation_checkpointing = True
 
 
-def apply_fsdp(model: nn.Module, bf16: bool) -> None:
-    shard_fully(model, model.latent.blocks, bf16)
+def apply_fsdp(model: nn.Module, bf16: bool, device: torch.device | None = None) -> None:
+    shard_fully(model, model.latent.blocks, bf16, device)

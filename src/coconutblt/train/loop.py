@@ -328,7 +328,7 @@ class Trainer:
         with torch.device("meta"):
             model = HybridTransformer(self.cfg.model)
         self._prepare_blocks(model)
-        apply_fsdp(model, bf16)
+        apply_fsdp(model, bf16, self.device)
         model.to_empty(device=self.device)
         load_full_model_state(model, state, self.ctx)
         return model
