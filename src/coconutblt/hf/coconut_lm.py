@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from coconutblt.errors import UserError
@@ -377,7 +376,7 @@ class CoconutForCausalLM(nn.Module):
         for start, end in bounds:
             last = end == T
             if use_cache:
-                if cache is None:
+                if start == 0:
                     cache = _new_cache(self.base_model)
                 out = self.base_model(
                     inputs_embeds=inputs_embeds[:, start:end],
@@ -528,9 +527,13 @@ def returned_cache(out):
 
 
 def _new_cache(base_model):
-    """An empty cache of the installed transformers' own kind (DynamicCache today)."""
+    """An empty cache of the installed transformers' own kind (DynamicCache today), or None
+    for a model that only takes the legacy tuples (GPT-2 before transformers 4.52 flags this
+    with `_supports_cache_class = False`): it builds them itself from None."""
     from transformers import DynamicCache
 
+    if not getattr(base_model, "_supports_cache_class", True):
+        return None
     try:
         return DynamicCache(config=base_model.config)
     except TypeError:  # older signature without config
@@ -563,16 +566,20 @@ def causal_lm_loss(
     """Mean (or, with reduction="sum", summed) next-token cross-entropy over labels != -100;
     logits (B, T, V), labels (B, T).
 
-    Same arithmetic as transformers' ForCausalLMLoss (float32, labels shifted by padding), so
-    with no thoughts the loss equals the base model's to the bit.
+    Transformers' own ForCausalLMLoss (float32), so with no thoughts the loss equals the base
+    model's to the bit on every version: 4.x shifts by slicing the logits, 5.x by padding the
+    labels, and the two sum in different orders. A divisor of 1 makes it the plain sum.
     """
-    logits = logits.float()
-    shifted = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].contiguous()  # (B, T)
-    return F.cross_entropy(
-        logits.view(-1, logits.shape[-1]),
-        shifted.view(-1).to(logits.device),
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    return ForCausalLMLoss(
+        logits,
+        labels,
+        vocab_size=logits.shape[-1],
+        num_items_in_batch=1 if reduction == "sum" else None,
         ignore_index=IGNORE_INDEX,
-        reduction=reduction,
     )
 
 

@@ -48,8 +48,16 @@ def tiny_tokenizer(texts=TOKENIZER_TEXTS, vocab_size: int = 300):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS)
 
 
-def tiny_gpt2(vocab_size: int, eos_id: int, seed: int = 0, width: int = 32, positions: int = 512):
-    """A 2-layer GPT-2 with random weights and no dropout (so runs repeat exactly)."""
+def tiny_gpt2(
+    vocab_size: int,
+    eos_id: int,
+    seed: int = 0,
+    width: int = 32,
+    positions: int = 512,
+    attn_implementation: str | None = None,
+):
+    """A 2-layer GPT-2 with random weights and no dropout (so runs repeat exactly);
+    `attn_implementation` ("eager", "sdpa") None = transformers' default."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -65,6 +73,8 @@ def tiny_gpt2(vocab_size: int, eos_id: int, seed: int = 0, width: int = 32, posi
         bos_token_id=eos_id,
         eos_token_id=eos_id,
     )
+    if attn_implementation is not None:
+        cfg._attn_implementation = attn_implementation
     return GPT2LMHeadModel(cfg)
 
 
