@@ -12,8 +12,10 @@ pytest.importorskip("tokenizers")
 
 from coconutblt.hf.tiny import build_tiny_base  # noqa: E402
 from coconutblt.hf.train import train_stage  # noqa: E402
+from coconutblt.runtime.metrics import read_metrics  # noqa: E402
 from coconutblt.runtime.trackers import scalars  # noqa: E402
 from tests.test_hf_distributed import toy_rows  # noqa: E402
+from tests.test_trackers import jsonl_scalars, tensorboard_scalars  # noqa: E402
 
 
 @pytest.fixture
@@ -46,23 +48,7 @@ def train(data, base, out, report_to, **kw):
 
 
 def records(folder) -> list[dict]:
-    return [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-
-
-def jsonl_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = {}
-    for record in records(folder):
-        for tag, value in scalars(record).items():
-            out.setdefault(tag, []).append((record["step"], value))
-    return out
-
-
-def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    return read_metrics(folder / "metrics.jsonl")
 
 
 def test_tensorboard_holds_metrics_jsonl_across_the_folder_swaps(tmp_path, setup):
@@ -70,7 +56,7 @@ def test_tensorboard_holds_metrics_jsonl_across_the_folder_swaps(tmp_path, setup
     data, base = setup
     out = tmp_path / "s1"
     train(data, base, out, ["tensorboard"])
-    want, got = jsonl_scalars(out), tensorboard_scalars(out / "tensorboard")
+    want, got = jsonl_scalars(out / "metrics.jsonl"), tensorboard_scalars(out / "tensorboard")
     # 2 batches x 2 epochs of train records, a validation per epoch
     assert len(want["train/loss"]) == 4 and len(want["eval/accuracy"]) == 2
     assert set(got) == set(want)
@@ -83,7 +69,7 @@ def test_tensorboard_holds_metrics_jsonl_across_the_folder_swaps(tmp_path, setup
     got = tensorboard_scalars(out / "tensorboard")
     assert len(got["train/loss"]) == 4
     assert [v for _, v in got["train/loss"]] == pytest.approx(
-        [v for _, v in jsonl_scalars(out)["train/loss"]], rel=1e-6
+        [v for _, v in jsonl_scalars(out / "metrics.jsonl")["train/loss"]], rel=1e-6
     )
     # without --report-to a rerun leaves no tracker logs behind
     train(data, base, out, [])
