@@ -137,7 +137,7 @@ def test_announced_starts_follow_from_the_bytes_before(ids, mode, cap, seed):
 
 
 def test_word_and_sentence_shapes():
-    t = torch.tensor([list(b"Each cat is a pet. Tom is a cat.\nTrue or false: x=3")])
+    t = torch.tensor([list(b"Each cat is a pet. Tom is a cat.\nTrue or false: x=3\n### True")])
     for mode, want in [
         ("word", [b"Each ", b"cat ", b"is ", b"a ", b"pet. ", b"Tom ", b"is ", b"a ", b"cat.\n"]),
         ("sentence", [b"Each cat is a pet. ", b"Tom is a cat.\n", b"True or false: "]),
@@ -147,5 +147,7 @@ def test_word_and_sentence_shapes():
             bytes(t[0, s : s + n].tolist())
             for s, n in zip(layout.starts[0].tolist(), layout.lengths[0].tolist(), strict=True)
         ]
-        tail = [b"True ", b"or ", b"false: ", b"x=3"] if mode == "word" else [b"x=3"]
+        tail = [b"True ", b"or ", b"false: ", b"x=3\n", b"### ", b"True"]
+        if mode == "sentence":  # the answer marker is a patch of its own
+            tail = [b"x=3\n", b"### ", b"True"]
         assert pieces == want + tail, mode

@@ -97,7 +97,8 @@ class ModelConfig:
     # fixed: every patch_size bytes; space: a word byte after a non-word byte starts a patch;
     # word: the byte after a whitespace byte does (a patch ends with its space, so its end is
     # known once the space is read); sentence: the byte after a newline or after the space
-    # that follows . ? ! : does (a fact per patch); entropy: where the next-byte entropy is high
+    # that follows . ? ! : or # does (a fact per patch; "### " before an answer is a patch of its
+    # own); entropy: where the next-byte entropy is high
     patcher: Literal["fixed", "space", "word", "sentence", "entropy"] = "fixed"
     patch_size: int = 4
     max_patch_size: int = 8

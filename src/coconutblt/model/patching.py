@@ -87,8 +87,10 @@ def patch_starts_announced(
         white = (ids == 32) | (ids == 10) | (ids == 9) | (ids == 13)
         if mode == "word":  # the byte after a whitespace byte: a patch ends with its space
             ahead[:, 1:] |= white[:, :-1]
-        else:  # the byte after a newline, or after the space that follows . ? ! or :
-            stop = (ids == 46) | (ids == 63) | (ids == 33) | (ids == 58)
+        else:  # the byte after a newline, or after the space that follows . ? ! : or #
+            # ("### " is the answer marker: the answer is decoded from the latent state of a
+            # patch of its own, which can read the question and the whole chain)
+            stop = (ids == 46) | (ids == 63) | (ids == 33) | (ids == 58) | (ids == 35)
             ahead[:, 1:] |= ids[:, :-1] == 10
             ahead[:, 2:] |= white[:, 1:-1] & stop[:, :-2]
     elif mode == "entropy":
