@@ -103,3 +103,24 @@ def test_only_matrices_decay():
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 3])]
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert len(no_decay["params"]) == 3  # linear bias, norm weight and bias
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_folders_get_the_umask_permissions_and_survive_a_failed_write(tmp_path, umask):
+    from coconutblt.runtime.files import atomic_write_dir
+
+    old = os.umask(umask)
+    try:
+        out = atomic_write_dir(tmp_path / "ckpt", lambda d: (d / "a.txt").write_text("one"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # a bare mkdtemp gives 0700
+
+    def fail(folder):
+        (folder / "a.txt").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write_dir(out, fail)
+    assert (out / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp folder left behind

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from torch import nn
 
 from coconutblt.errors import UserError
 from coconutblt.inference.sampling import sample_next
+from coconutblt.runtime.files import atomic_write_dir
 
 START_LATENT = "<|start-latent|>"
 LATENT = "<|latent|>"
@@ -199,42 +198,6 @@ def _dtype_kw(dtype: torch.dtype | None) -> dict:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
-def write_dir_atomically(out_dir: str | os.PathLike, write, keep: tuple[str, ...] = ()) -> Path:
-    """Call write(tmp_dir), then move tmp_dir to out_dir, replacing an old out_dir.
-
-    A crash while writing leaves the previous checkpoint intact (DESIGN §10: no partial file
-    replaces a good one); the temp folder sits beside out_dir so the rename stays on one disk.
-    Entries of the old folder named in `keep` (a tracker's log folder a running writer holds
-    open) are moved into the new one just before the swap: renames keep open files valid.
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    moved: list[str] = []
-    old = None
-    try:
-        write(tmp)
-        for name in keep:
-            if (out / name).exists() and not (tmp / name).exists():
-                os.replace(out / name, tmp / name)
-                moved.append(name)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            old.rmdir()
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        # the swap did not happen: the kept entries go back to the previous folder
-        back = out if out.exists() else old
-        for name in moved if back is not None and back.exists() else ():
-            os.replace(tmp / name, back / name)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 class CoconutForCausalLM(nn.Module):
     """A causal LM that reads `<|latent|>` positions as continuous thoughts.
 
@@ -329,7 +292,7 @@ class CoconutForCausalLM(nn.Module):
                 (tmp / name).write_text(text)
 
         self.metadata = meta
-        return write_dir_atomically(out_dir, write, keep)
+        return atomic_write_dir(out_dir, write, keep)
 
     @property
     def config(self):

@@ -18,6 +18,7 @@ import torch
 
 from coconutblt.errors import UserError
 from coconutblt.hf.data import check_positive, load_examples_file
+from coconutblt.runtime.files import atomic_write_dir
 
 EOS = "<|endoftext|>"
 ARCHS = ("gpt2", "llama")
@@ -126,8 +127,6 @@ def build_tiny_base(
     The folder (model + tokenizer, `save_pretrained`) is written to a temporary folder and
     renamed, so an existing `out` is replaced whole or not at all.
     """
-    from coconutblt.hf.coconut_lm import write_dir_atomically
-
     if arch not in BUILDERS:
         raise UserError(f"unknown --arch {arch!r}; use one of {', '.join(ARCHS)}")
     if vocab_size < MIN_VOCAB:
@@ -148,7 +147,7 @@ def build_tiny_base(
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    path = write_dir_atomically(out, write)
+    path = atomic_write_dir(out, write)
     print_fn(
         f"hf tiny-base: {arch}, 2 layers x {width}, {n_params / 1e6:.2f}M parameters (random), "
         f"vocab {len(tok)} (BPE on {len(texts)} texts from {data}; longest {longest} tokens, "

@@ -4,6 +4,7 @@ plot or report in place of the previous one."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -63,3 +64,44 @@ def save_torch(obj, path: str | Path) -> Path:
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """A matplotlib figure as PNG through `atomic_write`."""
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+
+
+def atomic_write_dir(
+    out_dir: str | Path, write: Callable[[Path], None], keep: tuple[str, ...] = ()
+) -> Path:
+    """Call write(tmp_dir), then move tmp_dir to out_dir, replacing an old out_dir.
+
+    A crash while writing leaves the previous checkpoint intact (DESIGN §10: no partial file
+    replaces a good one); the temp folder sits beside out_dir so the rename stays on one disk.
+    The folder gets the permissions a plain `mkdir` would (0777 less the umask; a bare
+    `mkdtemp` leaves 0700), as `atomic_write` does for files.
+    Entries of the old folder named in `keep` (a tracker's log folder a running writer holds
+    open) are moved into the new one just before the swap: renames keep open files valid.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())
+    moved: list[str] = []
+    old = None
+    try:
+        write(tmp)
+        for name in keep:
+            if (out / name).exists() and not (tmp / name).exists():
+                os.replace(out / name, tmp / name)
+                moved.append(name)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        # the swap did not happen: the kept entries go back to the previous folder
+        back = out if out.exists() else old
+        for name in moved if back is not None and back.exists() else ():
+            os.replace(tmp / name, back / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
