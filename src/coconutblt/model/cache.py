@@ -227,13 +227,13 @@ class DecodeState:
             closed = layout.num_patches - (0 if last_closed else 1)
             outs = self._prefill_latent(b, patches[:, :closed], thought_patches(ids_b, layout)[0])
             context[b, :L] = model.previous_patch_context(outs, layout, closes)[0]
-            table = torch.cat([model.bos_latent.detach()[None], outs[0]], dim=0)  # (closed+1, D)
             start = int(layout.starts[0, -1])
             if not last_closed:
                 self.open_h[b, : L - start] = h[b, start:L]
                 self.open_len[b] = L - start
                 self.open_thought[b] = ids[b, start] == LATENT_ID
-            self.last_out[b] = table[-1]
+            if closed:  # else last_out keeps bos_latent, the context before any patch
+                self.last_out[b] = outs[0, -1]
         logits = self._decode(h, context, positions, mask)  # (B, T, V)
         self.bytes.commit(None, lens)
 
