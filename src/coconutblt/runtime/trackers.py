@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coconutblt.errors import UserError
+from coconutblt.runtime.files import atomic_write
 
 TRACKERS = ("tensorboard", "wandb")
 _INSTALL = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -86,8 +87,7 @@ class Trackers:
             run_id = run_id_file.read_text().strip()
         else:
             run_id = wandb.util.generate_id()
-            run_id_file.parent.mkdir(parents=True, exist_ok=True)
-            run_id_file.write_text(run_id + "\n")
+            atomic_write(run_id_file, run_id + "\n")
         return wandb.init(
             project=os.environ.get("WANDB_PROJECT", "coconutblt"),
             name=self.run_dir.name,
