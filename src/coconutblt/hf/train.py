@@ -12,7 +12,6 @@ trains, and the folder holds the adapter. The process group comes from `coconutb
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
@@ -43,6 +42,7 @@ from coconutblt.runtime.distributed import (
     shard_fully,
     shutdown,
 )
+from coconutblt.runtime.metrics import jsonl_text
 from coconutblt.runtime.progress import progress_bar, show_rate
 from coconutblt.runtime.trackers import Trackers, check_trackers
 
@@ -440,7 +440,7 @@ def _train_loop(
                 print_fn(line)
                 meta.update(epoch=epoch + 1, steps=step)
                 meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
-                log = "".join(json.dumps(r) + "\n" for r in metrics)
+                log = jsonl_text(metrics)
                 host.save_pretrained(out, metadata=meta, extra_files={METRICS_FILE: log}, keep=keep)
             barrier(ranks)  # the others wait for rank 0's validation and save
     finally:

@@ -25,17 +25,22 @@ class MetricsLog:
             atomic_write(self.path, "")
         elif self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write(self.path, jsonl_text(kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(jsonl_text([record]))
         if self.trackers is not None:
             self.trackers.log(record)
 
     def close(self) -> None:
         if self.trackers is not None:
             self.trackers.close()
+
+
+def jsonl_text(records: list[dict[str, Any]]) -> str:
+    """Records as metrics.jsonl holds them: one JSON object per line."""
+    return "".join(json.dumps(r) + "\n" for r in records)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
