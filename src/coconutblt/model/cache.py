@@ -55,22 +55,32 @@ class RaggedKV:
         self.views = [_LayerView(self, i) for i in range(n_layers)]
         self._rows: torch.Tensor | None = None
         self._starts: list[int] = []
+        self._equal = True  # every row of the call has the same length
         self._span = (0, 0, 0)  # lo, hi (key columns handed out), T
 
     def begin(self, rows: list[int] | None, T: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> RoPE positions (b, T) of the new ids, attention mask (b, 1, T, hi - lo), or None
-        when no row has cached positions yet (attention then applies its own causal mask)."""
+        when the layers' own masks are right: no row has cached positions yet, or every row
+        has the same length (and one new id, or no window cut), so the handed columns are
+        exactly the cached ones."""
         self._rows = None if rows is None else torch.tensor(rows, device=self.device)
         starts = self.lengths if rows is None else [self.lengths[r] for r in rows]
         self._starts = starts
+        first, top = starts[0], max(starts)
+        self._equal = equal = all(s == first for s in starts)
         lo = max(0, min(starts) - self.window + 1) if self.window > 0 else 0
-        hi = max(starts) + T
+        hi = top + T
         self._span = (lo, hi, T)
-        q_pos = torch.tensor(starts, device=self.device)[:, None] + torch.arange(
-            T, device=self.device
-        )
-        if max(starts) == 0:  # nothing cached yet: the layers' own causal (windowed) masks
-            return q_pos, None
+        if equal:
+            q_pos = torch.arange(first, first + T, device=self.device).expand(len(starts), T)
+            if top == 0 or T == 1 or lo == 0:
+                return q_pos, None
+        else:
+            q_pos = torch.tensor(starts, device=self.device)[:, None] + torch.arange(
+                T, device=self.device
+            )
+            if top == 0:  # nothing cached yet: the layers' own causal (windowed) masks
+                return q_pos, None
         k_pos = torch.arange(lo, hi, device=self.device)
         diff = q_pos[:, :, None] - k_pos[None, None, :]  # (b, T, S)
         allowed = diff >= 0
@@ -107,7 +117,7 @@ class RaggedKV:
                 new_v[:, :, : buf_v.shape[2]] = buf_v
             self.k[i], self.v[i] = buf_k, buf_v = new_k, new_v
         rows, starts = self._rows, self._starts
-        if all(s == starts[0] for s in starts):
+        if self._equal:
             s = starts[0]
             if rows is None:
                 buf_k[:, :, s : s + T] = k

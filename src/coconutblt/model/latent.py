@@ -45,13 +45,15 @@ class ContinuousLatentModule(nn.Module):
             past = cache.length
             k, v = cache.append(k, v)  # (B, H, S, hd)
         S = k.shape[2]
-        if mask is None:
+        m_w = None  # one new position after cached ones sees every key: no mask
+        if mask is None and not (T == 1 and cache is not None):
             idx = torch.arange(S, device=x.device).expand(B, -1)
             mask = causal_mask(idx[:, past:], idx)  # (B, 1, T, S)
+        if mask is not None:
+            m_w = mask.repeat_interleave(c, dim=2)  # (B, 1, T*c, S)
         # write: every slot of every position attends over that position's prefix
         q_w = self.bank.view(c, H, hd).transpose(0, 1)  # (H, c, hd)
         q_w = q_w[None, :, None].expand(B, H, T, c, hd).reshape(B, H, T * c, hd)
-        m_w = mask.repeat_interleave(c, dim=2)  # (B, 1, T*c, S)
         written = F.scaled_dot_product_attention(q_w.to(k.dtype), k, v, attn_mask=m_w)
         slots = written.view(B, H, T, c, hd) + q_w.view(B, H, T, c, hd)  # (B, H, T, c, hd)
         # read: each position attends over its own c written slots
