@@ -171,3 +171,17 @@ def test_closed_patch_context_reads_the_patch_a_byte_ends():
         a, b = plain(ids).logits[0], closed(ids).logits[0]
     differs = [bool((a[t] - b[t]).abs().max() > 1e-6) for t in range(12)]
     assert differs == [t >= 2 for t in range(12)]
+
+
+def test_ngram_hashes_with_context_equal_the_tail_of_the_whole():
+    """One-step decoding hashes the new ids with the ids before them as `context`: the same
+    hashes as over the whole sequence, for every n-gram size (1 included: no context read)."""
+    from coconutblt.model.local import ngram_hashes
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 263, (3, 12), generator=g)
+    for n in (1, 2, 3, 5):
+        whole = ngram_hashes(ids, n, 97)
+        for cut in (4, 11):
+            tail = ngram_hashes(ids[:, cut:], n, 97, context=ids[:, :cut])
+            assert torch.equal(tail, whole[:, cut:]), (n, cut)

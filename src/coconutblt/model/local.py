@@ -28,14 +28,22 @@ def ngram_hashes(
     history counts as id 0.
     """
     B, T = ids.shape
-    left = ids.new_zeros(B, n - 1) if context is None else context[:, -(n - 1) :]
+    if T == 0:
+        return torch.zeros_like(ids)
+    if context is None:
+        left = ids.new_zeros(B, n - 1)
+    else:
+        left = context[:, max(0, context.shape[1] - (n - 1)) :]  # (n - 1 = 0: none of it)
     if left.shape[1] < n - 1:
         left = torch.cat([ids.new_zeros(B, n - 1 - left.shape[1]), left], dim=1)
     full = torch.cat([left, ids], dim=1)  # (B, n-1+T)
-    h = torch.zeros_like(ids)
-    for i in range(n):
-        h = (h * _HASH_BASE + full[:, i : i + T] + 1) % buckets
-    return h
+    # h = (h * base + id + 1) % buckets over the n ids, written as one sum: the powers of the
+    # base are taken mod buckets first, so the sum is exact in int64 and the result the same
+    powers = torch.tensor(
+        [pow(_HASH_BASE, n - 1 - i, buckets) for i in range(n)], device=ids.device
+    )
+    windows = full.long().unfold(1, n, 1)  # (B, T, n)
+    return (((windows + 1) * powers).sum(-1) % buckets).to(ids.dtype)
 
 
 def fold_ascii_case(ids: torch.Tensor) -> torch.Tensor:
