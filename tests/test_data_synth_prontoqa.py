@@ -26,8 +26,10 @@ def singular(word: str) -> str:
     return word[:-2] if word.endswith("puses") else word
 
 
-def check_structure(ex: Example) -> int:
-    """Assert the real set's structure; return the number of hops (chain concepts)."""
+def check_structure(ex: Example, overshoot: int = 0) -> int:
+    """Assert the real set's structure; return the number of hops (chain concepts).
+
+    `overshoot`: the chain goes on that many concepts past the goal concept."""
     body, query = ex.question.split(" True or false: ")
     sentences = [s.rstrip(".") for s in body.split(". ")]
     name = query.split()[0]
@@ -48,7 +50,7 @@ def check_structure(ex: Example) -> int:
             assert obj in PROPERTIES
             props[subject].append((obj, bool(m["neg"])))
     hops = len(ex.steps) - 1
-    assert len(rules) == 4 * hops + 3
+    assert len(rules) == 4 * (hops + overshoot) + 3
     chain = [step.split(". ")[0].split()[-1] for step in ex.steps[:-1]]
     for i, (concept, step) in enumerate(zip(chain, ex.steps, strict=False)):
         quoted = step.split(". ", 1)[1]
@@ -59,6 +61,8 @@ def check_structure(ex: Example) -> int:
             dead_end = next(c for c in isa[concept] if c != chain[i + 1])
             assert isa[dead_end] == []
     goal, goal_negated = props[chain[-1]][0]
+    ahead = [c for c in isa[chain[-1]] if isa[c]]  # "is a" targets that lead on
+    assert len(ahead) == (1 if overshoot else 0)
     query_negated = " not " in query
     assert query.rstrip(".").split()[-1] == goal
     assert ex.steps[-1] == f"{name} is {'not ' if goal_negated else ''}{goal}."
@@ -89,6 +93,17 @@ def test_the_checker_accepts_the_real_file_and_the_five_hop_default_matches_it(s
     for field in (lambda e: len(e.question), lambda e: len("\n".join(e.steps))):
         real_mean = statistics.mean(map(field, real))
         assert statistics.mean(map(field, made)) == pytest.approx(real_mean, rel=0.02)
+
+
+def test_overshoot_continues_the_chain_past_the_goal_concept():
+    """With an overshoot the goal concept leads on like any chain concept: only its goal rule
+    says the proof stops there."""
+    for overshoot in (1, 2):
+        made = synthesize("prontoqa", 40, seed=overshoot, hops=(1, 3), overshoot=overshoot)
+        assert {check_structure(e, overshoot) for e in made} == {1, 2, 3}
+    assert synthesize("prontoqa", 5, seed=3, overshoot=0) == synthesize("prontoqa", 5, seed=3)
+    with pytest.raises(UserError, match="overshoot"):
+        synthesize("prontoqa", 2, hops=5, overshoot=2)
 
 
 def test_seeded_ranges_and_bad_options():

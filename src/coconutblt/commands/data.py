@@ -14,7 +14,7 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="synthesize or inspect reasoning data")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     s = dsub.add_parser("synth", help="write a seeded synthetic reasoning data set")
-    s.add_argument("--task", required=True, help="arith | mult | prosqa | chain")
+    s.add_argument("--task", required=True, help="arith | mult | prosqa | prontoqa | chain")
     s.add_argument("--n", type=int, required=True)
     s.add_argument(
         "--out", required=True, help=".json (list), .jsonl, or .txt (Internalize-CoT lines)"

@@ -63,13 +63,16 @@ def _rule(rng: random.Random, subject: str, target: str, negated: bool, is_conce
     return f"{quantifier} {subject} is {not_}{obj}."
 
 
-def _one(rng: random.Random, hops: int) -> Example:
-    concepts = rng.sample(CONCEPTS, 2 * hops + 4)
-    chain, rest = concepts[:hops], concepts[hops:]
-    branches, (start_b, end_b, unreachable) = rest[: hops + 1], rest[hops + 1 :]
-    props = rng.sample(PROPERTIES, 2 * hops + 1)
-    chain_props, branch_props, start_b_prop = props[:hops], props[hops : 2 * hops], props[-1]
-    goal = chain_props[-1]
+def _one(rng: random.Random, hops: int, overshoot: int = 0) -> Example:
+    """One question whose proof has `hops` chain concepts; with `overshoot` > 0 the chain goes
+    on past the goal concept, so where to stop is only known from the goal rule itself."""
+    length = hops + overshoot
+    concepts = rng.sample(CONCEPTS, 2 * length + 4)
+    chain, rest = concepts[:length], concepts[length:]
+    branches, (start_b, end_b, unreachable) = rest[: length + 1], rest[length + 1 :]
+    props = rng.sample(PROPERTIES, 2 * length + 1)
+    chain_props, branch_props, start_b_prop = props[:length], props[length : 2 * length], props[-1]
+    goal = chain_props[hops - 1]
     goal_negated = rng.random() < GOAL_NEGATED
     query_negated = rng.random() < 0.5
     name = rng.choice(NAMES)
@@ -79,9 +82,13 @@ def _one(rng: random.Random, hops: int) -> Example:
         return _rule(rng, subject, prop, neg, is_concept=False)
 
     main = [_rule(rng, a, b, False, True) for a, b in zip(chain, chain[1:], strict=False)]
-    goal_rule = prop_rule(chain[-1], goal, goal_negated)
+    goal_rule = prop_rule(chain[hops - 1], goal, goal_negated)
     rules = [*main, goal_rule]
-    rules += [prop_rule(c, p) for c, p in zip(chain[:-1], chain_props[:-1], strict=True)]
+    rules += [
+        prop_rule(c, p)
+        for i, (c, p) in enumerate(zip(chain, chain_props, strict=True))
+        if i != hops - 1
+    ]
     # a dead end beside every chain concept, two beside the last; all but the last have a
     # property
     owners = [*chain, chain[-1]]
@@ -96,17 +103,32 @@ def _one(rng: random.Random, hops: int) -> Example:
     question = " ".join([*rules, *facts]) + f" True or false: {query}"
     steps = [
         f"{name} is {_article(c)} {c}. {rule}"
-        for c, rule in zip(chain, [*main, goal_rule], strict=True)
+        for c, rule in zip(chain[:hops], [*main[: hops - 1], goal_rule], strict=True)
     ]
     steps.append(f"{name} is {'not ' if goal_negated else ''}{goal}.")
     return Example(question, steps, "True" if query_negated == goal_negated else "False")
 
 
-def prontoqa(n: int, seed: int = 0, hops: IntSpec = 5) -> list[Example]:
+def prontoqa(n: int, seed: int = 0, hops: IntSpec = 5, overshoot: IntSpec = 0) -> list[Example]:
     """`n` ProntoQA questions with `hops` chain concepts each (a range draws per example);
-    5 is the real data set's shape."""
+    5 is the real data set's shape.
+
+    `overshoot` (default 0, the real shape) continues the chain that many concepts past the
+    goal concept. In the real set the goal concept is always the chain's last, so a model can
+    stop by counting hops or by seeing that every branch ahead is a dead end, and write the
+    asked property without ever reading the goal rule's sign; with an overshoot the only
+    signal to stop is the rule "GOAL-CONCEPT is (not) P" itself."""
     lo, hi = (hops, hops) if isinstance(hops, int) else tuple(hops)
+    olo, ohi = (overshoot, overshoot) if isinstance(overshoot, int) else tuple(overshoot)
     if not 1 <= lo <= hi <= MAX_HOPS:
         raise ValueError(f"hops={hops!r}: need 1 <= min <= max <= {MAX_HOPS}")
+    if not 0 <= olo <= ohi or hi + ohi > MAX_HOPS:
+        raise ValueError(
+            f"overshoot={overshoot!r}: need 0 <= min <= max and hops + overshoot <= {MAX_HOPS}"
+        )
     rng = random.Random(seed)
-    return [_one(rng, rng.randint(lo, hi)) for _ in range(n)]
+    out = []
+    for _ in range(n):
+        h = rng.randint(lo, hi)
+        out.append(_one(rng, h, rng.randint(olo, ohi) if ohi else 0))
+    return out
