@@ -173,11 +173,19 @@ class DecodeState:
         caches = self.bytes.views[:n_enc]
         return self.model.encoder.byte_states(ids, positions, mask, caches, context)
 
-    def _decode(self, h: torch.Tensor, context: torch.Tensor, positions, mask) -> torch.Tensor:
-        """h (b, T, dl), context (b, T, D) -> next-id logits (b, T, V) from the decoder
-        layers' caches."""
+    def _decode(self, h: torch.Tensor, context, positions, mask, inputs=None) -> torch.Tensor:
+        """h (b, T, dl), context (b, T, D) (or the decoder's `inputs` of it) -> next-id
+        logits (b, T, V) from the decoder layers' caches."""
         caches = self.bytes.views[len(self.model.encoder.blocks) :]
-        return self.model.lm_head(self.model.decoder(h, context, positions, mask, caches))
+        x = self.model.decoder(h, context, positions, mask, caches, inputs)
+        return self.model.lm_head(x)
+
+    def _context_inputs(self):
+        """The decoder's inputs from every row's latest latent output, computed once per
+        change of it (a patch closing), not once per byte."""
+        if self._ctx is None:
+            self._ctx = self.model.decoder.context_inputs(self.last_out[:, None])
+        return self._ctx
 
     def _entropies(self, ids: torch.Tensor, h: torch.Tensor, T: int) -> torch.Tensor | None:
         """Next-byte entropies (b, T) for the entropy patcher (None for the other patchers)."""
@@ -222,6 +230,7 @@ class DecodeState:
         self.open_len = torch.zeros(B, dtype=torch.long, device=dev)
         self.open_thought = torch.zeros(B, dtype=torch.bool, device=dev)
         self.last_out = model.bos_latent.detach().expand(B, D).clone()  # latest latent output
+        self._ctx = None  # the decoder's inputs from last_out (None: to compute)
         context = h.new_zeros(B, T, D)
         for b in range(B):
             L = lens[b]
@@ -294,7 +303,7 @@ class DecodeState:
         if cfg.closed_patch_context:  # the next byte is known to start a patch: close now
             self._close_where(announced[:, -1] | (self.open_len >= cfg.patch_cap))
 
-        logits = self._decode(h, self.last_out[:, None], positions, mask)[:, 0]  # (b, V)
+        logits = self._decode(h, None, positions, mask, self._context_inputs())[:, 0]  # (b, V)
         self.bytes.commit(None, 1)
         self.recent = torch.cat([self.recent[:, 1:], ids[:, None]], dim=1)
         if ent is not None:
@@ -321,6 +330,7 @@ class DecodeState:
         fed = self.model.thought_input(self.last_out[sel])[:, None]  # (r, 1, D)
         x = torch.where(feed, fed, x)
         self.last_out[sel] = self._latent(rows, x)[:, 0]
+        self._ctx = None
         self.open_len[sel] = 0
 
     def keep(self, rows: list[int]) -> None:
@@ -331,4 +341,5 @@ class DecodeState:
                 cache.keep(rows)
         for name in ("open_h", "open_len", "open_thought", "last_out", "recent", "recent_ent"):
             setattr(self, name, getattr(self, name)[index])
+        self._ctx = None
         self.batch = len(rows)

@@ -171,14 +171,19 @@ class SlotCrossAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """x (B, T, C); slots (B, T, K, C) -> (B, T, C)."""
+    def keys_values(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """slots (B, T, K, C) -> keys, values (B, T, K, H, hd): they change only with the
+        context, so decoding computes them once per patch."""
         B, T, K, C = slots.shape
-        H, hd = self.n_heads, C // self.n_heads
+        return self.kv(slots).view(B, T, K, 2, self.n_heads, C // self.n_heads).unbind(3)
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """x (B, T, C); kv: `keys_values` of the slots (B, T, K, C) -> (B, T, C)."""
+        k, v = kv  # (B, T, K, H, hd)
+        B, T, K, H, hd = k.shape
         q = self.q(self.norm(x)).view(B, T, H, hd)
-        k, v = self.kv(slots).view(B, T, K, 2, H, hd).unbind(3)  # (B, T, K, H, hd)
         attn = (torch.einsum("bthd,btkhd->bthk", q, k) / math.sqrt(hd)).softmax(-1)
-        return self.out(torch.einsum("bthk,btkhd->bthd", attn, v).reshape(B, T, C))
+        return self.out(torch.einsum("bthk,btkhd->bthd", attn, v).reshape(B, T, H * hd))
 
 
 class DecoderLayer(nn.Module):
@@ -196,13 +201,14 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        slots: torch.Tensor,
+        slots_kv: tuple[torch.Tensor, torch.Tensor],
         positions: torch.Tensor,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
+        """slots_kv: `self.cross.keys_values` of the context slots."""
         x = x + self.attn(self.attn_norm(x), positions, mask, cache)
-        x = x + self.cross(x, slots)
+        x = x + self.cross(x, slots_kv)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -216,19 +222,27 @@ class LocalDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
 
+    def context_inputs(self, context: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """context (B, T, D) -> what the layers read of it: its input projection (B, T, dl)
+        and each layer's slot keys and values. Decoding keeps them while a patch is open."""
+        B, T, _ = context.shape
+        slots = self.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (B, T, K, dl)
+        return self.ctx_in(context), [layer.cross.keys_values(slots) for layer in self.layers]
+
     def forward(
         self,
         h: torch.Tensor,
-        context: torch.Tensor,
+        context: torch.Tensor | None,
         positions: torch.Tensor,
         mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
+        inputs: tuple[torch.Tensor, list] | None = None,
     ) -> torch.Tensor:
         """h (B, T, dl) byte states; context (B, T, D) latent state of each byte's previous
-        patch -> (B, T, dl) states for the byte head. Decoding passes `caches` and `mask`."""
-        B, T, _ = h.shape
-        slots = self.ctx_slots(context).view(B, T, self.cfg.cross_attn_k, -1)  # (B, T, K, dl)
-        x = h + self.ctx_in(context)
+        patch -> (B, T, dl) states for the byte head. Decoding passes `caches` and `mask`, and
+        may pass `inputs` = `context_inputs(context)` kept from an earlier step instead."""
+        ctx, slots_kv = self.context_inputs(context) if inputs is None else inputs
+        x = h + ctx
         for i, layer in enumerate(self.layers):
-            x = layer(x, slots, positions, mask, caches[i] if caches else None)
+            x = layer(x, slots_kv[i], positions, mask, caches[i] if caches else None)
         return self.norm(x)
