@@ -24,6 +24,7 @@ query's own position with key columns. Stale columns past a row's length are alw
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from coconutblt.model.patching import (
     PatchLayout,
@@ -231,28 +232,35 @@ class DecodeState:
         self.open_thought = torch.zeros(B, dtype=torch.bool, device=dev)
         self.last_out = model.bos_latent.detach().expand(B, D).clone()  # latest latent output
         self._ctx = None  # the decoder's inputs from last_out (None: to compute)
-        context = h.new_zeros(B, T, D)
-        for b in range(B):
-            L = lens[b]
-            ids_b = ids[b : b + 1, :L]
-            starts, announced = model.boundaries_announced(
-                ids_b, None if ent is None else ent[b : b + 1, :L]
-            )
-            layout = layout_from_starts(starts)
-            patches = model.encoder.pool(h[b : b + 1, :L], layout)  # (1, P, D)
-            closes = announced[:, 1:] if cfg.closed_patch_context else None  # (1, L)
-            # the last patch stays open unless the prompt's last byte is known to end it
-            last_closed = closes is not None and bool(closes[0, -1])
-            closed = layout.num_patches - (0 if last_closed else 1)
-            outs = self._prefill_latent(b, patches[:, :closed], thought_patches(ids_b, layout)[0])
-            context[b, :L] = model.previous_patch_context(outs, layout, closes)[0]
-            start = int(layout.starts[0, -1])
-            if not last_closed:
-                self.open_h[b, : L - start] = h[b, start:L]
-                self.open_len[b] = L - start
-                self.open_thought[b] = ids[b, start] == LATENT_ID
-            if closed:  # else last_out keeps bos_latent, the context before any patch
-                self.last_out[b] = outs[0, -1]
+        # every row's patches at once: the patch rule is causal, so the padding after a
+        # shorter prompt changes none of its boundaries (PAD, a special id, is a patch of its own)
+        starts, announced = model.boundaries_announced(ids, ent)
+        layout = layout_from_starts(starts)
+        patches = model.encoder.pool(h, layout)  # (B, P, D)
+        closes = announced[:, 1:] if cfg.closed_patch_context else None  # (B, T)
+        rows = torch.arange(B, device=dev)
+        last = torch.tensor(lens, device=dev) - 1
+        n_real = layout.patch_id[rows, last] + 1  # (B,) patches of each prompt
+        # the last patch stays open unless the prompt's last byte is known to end it
+        last_closed = (
+            torch.zeros_like(last, dtype=torch.bool) if closes is None else closes[rows, last]
+        )
+        closed = n_real - (~last_closed).long()  # (B,) closed patches of each prompt
+        C = int(closed.max())
+        col = torch.arange(C, device=dev)
+        is_thought = thought_patches(ids, layout)[:, :C] & (col < closed[:, None])
+        outs = self._prefill_latent(patches[:, :C], is_thought, closed.tolist())  # (B, C, D)
+        table = F.pad(outs, (0, 0, 0, layout.num_patches - C))  # padding bytes' patches too
+        context = model.previous_patch_context(table, layout, closes)  # (B, T, D)
+        if C:  # rows with no closed patch keep bos_latent, the context before any patch
+            latest = outs[rows, (closed - 1).clamp(min=0)]  # (B, D)
+            self.last_out = torch.where((closed > 0)[:, None], latest, self.last_out)
+        open_start = layout.starts[rows, n_real - 1]  # (B,) first byte of the last patch
+        self.open_thought = ids[rows, open_start] == LATENT_ID
+        self.open_len = torch.where(last_closed, 0, last + 1 - open_start)
+        for b, (s, n) in enumerate(zip(open_start.tolist(), self.open_len.tolist(), strict=True)):
+            self.open_h[b, :n] = h[b, s : s + n]
+        self.open_thought &= self.open_len > 0
         logits = self._decode(h, context, positions, mask)  # (B, T, V)
         self.bytes.commit(None, lens)
 
@@ -268,17 +276,20 @@ class DecodeState:
         last = torch.tensor(lens, device=dev) - 1
         return logits[torch.arange(B, device=dev), last]
 
-    def _prefill_latent(self, b: int, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
-        """Closed prompt patches x (1, C, D) of row b -> latent outputs (1, C, D); a thought's
-        input is the output at the position before it, so each thought starts a new pass."""
-        C = x.shape[1]
-        if C == 0:
+    def _prefill_latent(self, x: torch.Tensor, is_thought: torch.Tensor, closed: list[int]):
+        """Closed prompt patches x (B, C, D) (row b's first closed[b] are real) -> latent
+        outputs (B, C, D); a thought's input is the output at the position before it, so each
+        column where some row has a thought (is_thought (B, C)) starts a new pass of every row.
+        Columns past a row's patches are computed and cached too, then overwritten: the
+        row's cache length is its own count."""
+        if x.shape[1] == 0:
             return x
-        thoughts = is_thought[None, :C]  # (1, C)
-        cuts = torch.nonzero(thoughts[0]).flatten().tolist()
-        return self.model.run_thought_passes(
-            x, thoughts, cuts, lambda chunk, start, stop: self._latent([b], chunk)
+        cuts = torch.nonzero(is_thought.any(0)).flatten().tolist()
+        out = self.model.run_thought_passes(
+            x, is_thought, cuts, lambda chunk, start, stop: self._latent(None, chunk)
         )
+        self.latent.lengths = list(closed)
+        return out
 
     # ------------------------------------------------------------------ one id per row
     def step(self, ids: torch.Tensor) -> torch.Tensor:
