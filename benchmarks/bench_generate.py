@@ -17,6 +17,9 @@ Part 1, decode speed (on CPU, one process, 1 torch thread, arms interleaved, med
   round) over the weight bytes one decoded byte must read: byte-level weights every byte,
   latent-transformer (and pooling) weights once per closed patch, at the bytes per patch
   counted in the run (latent positions run during decoding, by a forward hook);
+- the demo's latency: ms per example of CoT and of Coconut at its last stage on the model of
+  `coconutblt demo` (configs/recipes/chain.yaml, random weights), batches of 64, each method
+  generating its own target length;
 - a torch.profiler and a cProfile run of 64 cached steps at batch 1: top 10 by self time.
 
 Part 2, cached vs recomputed (the `tiny` and `small` presets, and `small-w512`: `small` with a
@@ -162,7 +165,9 @@ class LatentCounter:
         return (self.n - n1) - (n1 - n0)
 
 
-def decode_speed(rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int) -> dict:
+def decode_speed(
+    rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int, demo_n: int = 300
+) -> dict:
     """Part 1: every arm once per round, the order rotated each round; medians over rounds."""
     cfg = load_run_config(str(ROOT / "configs" / "small.yaml")).model
     cfg = replace(cfg, patcher="fixed", patch_size=PATCH)
@@ -181,6 +186,9 @@ def decode_speed(rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int
     ds.peer_generate(peer, p0, 2, PATCH)  # warm-up
     ds.peer_hf_generate(peer, p0, 2, use_cache=False)
     bw = ds.Bandwidth(bw_mib)
+    demo = ds.demo_setup(ROOT, n=demo_n)
+    for name in demo["arms"]:
+        ds.demo_latency(demo, name)  # warm-up
 
     def ours(batch: int):
         out = generate(model, prompts[:batch], new, eos_id=None, suppress_ids=SPECIALS)
@@ -196,6 +204,8 @@ def decode_speed(rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int
         "peer": peer_arm,
         "peer_hf": lambda: dict(total=hf_new / ds.peer_hf_generate(peer, p0, hf_new, False)),
         "bw": lambda: dict(zip(("read", "copy"), bw.measure(3), strict=True)),
+        "cot": lambda: dict(ms=ds.demo_latency(demo, "cot")),
+        "coconut": lambda: dict(ms=ds.demo_latency(demo, "coconut")),
     }
     results: dict[str, list[dict]] = {k: [] for k in arms}
     names = list(arms)
@@ -203,7 +213,7 @@ def decode_speed(rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int
         for name in names[r % len(names) :] + names[: r % len(names)]:
             results[name].append(arms[name]())
         line = ", ".join(
-            f"{k} {v[-1].get('decode', v[-1].get('total', v[-1].get('read'))):.1f}"
+            f"{k} {v[-1].get('decode', v[-1].get('total', v[-1].get('read', v[-1].get('ms')))):.1f}"
             for k, v in results.items()
         )
         print(f"round {r + 1}/{rounds}: {line}", flush=True)
@@ -233,6 +243,11 @@ def decode_speed(rounds: int, new: int, hf_new: int, bw_mib: int, profile_n: int
         read=med("bw", "read"),
         copy=med("bw", "copy"),
         same_ids=results["b1"][0]["ids"] == results["b16"][0]["ids"],
+        demo_cot=med("cot", "ms"),
+        demo_coconut=med("coconut", "ms"),
+        demo_arms={k: (v["new"], v["thoughts"]) for k, v in demo["arms"].items()},
+        demo_n=demo["n"],
+        demo_model_cfg=demo["model"].config,
         profile=profile,
         ours_counts=exact_counts(cfg),
         peer_counts=ds.peer_counts(peer),
@@ -273,6 +288,8 @@ def decode_speed_text(d: dict) -> str:
         return f"{t[1]:.1f}-{t[2]:.1f}"
 
     new = d["new"]
+    cot, coco = d["demo_cot"][0], d["demo_coconut"][0]
+    dcfg = d["demo_model_cfg"]
     rows = [
         "| arm | batch | bytes/s (median) | min-max | vs peer |",
         "|---|---|---|---|---|",
@@ -362,7 +379,9 @@ def decode_speed_text(d: dict) -> str:
         f"Byte-level: local encoder blocks, local decoder, byte head, and of the embedding "
         f"tables only the {1 + len(cfg.ngram_sizes)} rows a byte reads; per patch: the latent "
         f"transformer with its continuous-latent modules and the pooling (norm, "
-        f"cross-attention, projection). Bytes per patch counted in the run: latent positions "
+        f"cross-attention, projection) and the local decoder's context inputs (input and slot "
+        f"projections, each layer's slot keys and values: decoding computes them when a patch "
+        f"closes). Bytes per patch counted in the run: latent positions "
         f"run during decoding (forward hook) over decoded bytes ({bpp:.2f} at batch 1, "
         f"{d['bpp_b16']:.2f} at batch {BATCH}). Not in the bound: K/V cache reads, about "
         f"{kv / 1e6:.1f} MB per byte at the mean context of {PROMPT + new // 2} bytes, and "
@@ -381,6 +400,25 @@ def decode_speed_text(d: dict) -> str:
         f"{bound_ms:.2f} ms of weight traffic) -> {_met(frac >= TARGETS['bound'])}.",
         f"- batch {BATCH} >= {TARGETS['batch']:.0f}x batch-1 bytes/s: {scale:.1f}x "
         f"({b16:.1f} vs {b1:.1f} B/s) -> {_met(scale >= TARGETS['batch'])}.",
+        f"- the demo's Coconut below CoT in ms per example: {coco:.2f} vs {cot:.2f} ms "
+        f"(next paragraph) -> {_met(coco < cot)}.",
+        "",
+        f"The demo's latency: the model of `coconutblt demo` (configs/recipes/chain.yaml's "
+        f"`common` model keys: d_model {dcfg.d_model}, {dcfg.n_layers} latent layers, fixed "
+        f"{dcfg.patch_size}-byte patches; random weights), {d['demo_n']} chain problems "
+        f"(data synth, seed 5) in batches of 64 as the demo's evaluation, cached greedy, each "
+        f"row generating its method's target length with EOS ignored: CoT "
+        f"{d['demo_arms']['cot'][0]} ids (steps, answer, EOS), Coconut at "
+        f"stage {d['demo_arms']['coconut'][1]} {d['demo_arms']['coconut'][0]} ids after "
+        f"{d['demo_arms']['coconut'][1]} thoughts in the prompt (the answer, EOS). A trained "
+        f"model writes the same lengths (README table), so only the weights differ from the "
+        f"demo's own timing.",
+        "",
+        "| method | ids generated | thoughts | ms per example (median) | min-max |",
+        "|---|---|---|---|---|",
+        f"| CoT | {d['demo_arms']['cot'][0]} | 0 | {cot:.2f} | {rng(d['demo_cot'])} |",
+        f"| Coconut, last stage | {d['demo_arms']['coconut'][0]} "
+        f"| {d['demo_arms']['coconut'][1]} | {coco:.2f} | {rng(d['demo_coconut'])} |",
         "",
         f"Where a batch-1 step's time goes ({n_steps} cached greedy steps after a "
         f"{PROMPT}-byte prefill; profilers add overhead, so shares matter more than totals). "
@@ -480,7 +518,7 @@ def main() -> None:
     t_start = time.perf_counter()
 
     if args.quick:
-        d = decode_speed(rounds=1, new=8, hf_new=2, bw_mib=64, profile_n=8)
+        d = decode_speed(rounds=1, new=8, hf_new=2, bw_mib=64, profile_n=8, demo_n=16)
     else:
         d = decode_speed(args.rounds, NEW, HF_NEW, 512, NEW)
     part1 = decode_speed_text(d)

@@ -11,6 +11,8 @@ bandwidth bound, and a profile of cached decoding steps.
 - `memory_bandwidth`: read (sum) and copy bandwidth of a tensor far larger than the caches.
 - `profile_steps`: torch.profiler and cProfile of cached decoding steps, top entries by self
   time.
+- `demo_latency`: ms per example of CoT and of Coconut at its last stage on the demo's model
+  (configs/recipes/chain.yaml), random weights, each method generating its own target length.
 """
 
 from __future__ import annotations
@@ -152,7 +154,12 @@ def weight_split(model) -> dict[str, int]:
     for name, p in model.named_parameters():
         top, _, rest = name.partition(".")
         pooling = top == "encoder" and rest.startswith(("pool_attn", "to_latent", "norm"))
-        if top == "latent" or pooling:
+        # the decoder's context inputs (LocalDecoder.context_inputs) change only with the
+        # latest latent output: decoding computes them once per patch
+        context = top == "decoder" and (
+            rest.startswith(("ctx_in", "ctx_slots")) or ".cross.kv." in f".{rest}"
+        )
+        if top == "latent" or pooling or context:
             split["patch"] += p.numel()  # latent transformer; pooling at the patch's close
         elif top == "encoder" and rest.startswith(("embed", "ngram_embeds")):
             split["tables"] += p.numel()
@@ -259,3 +266,53 @@ def profile_steps(model, prompt: list[int], n: int, top: int = 10) -> dict:
         python=python_rows,
         python_wall_ms=py_wall,
     )
+
+
+# ------------------------------------------------------------------ the demo's latency
+
+
+def demo_setup(root: Path, n: int = 300, seed: int = 5) -> dict:
+    """The demo's model (the chain recipe's `common` model keys, random weights, seed 0) and
+    n chain problems prompted as CoT (stage 0) and as Coconut at the last stage (its thoughts
+    in the prompt, as the evaluation feeds them), with each one's target length."""
+    import yaml
+
+    from coconutblt.data.stages import StageConfig, format_example
+    from coconutblt.data.synth import synthesize
+    from coconutblt.model import HybridTransformer
+
+    recipe = yaml.safe_load((root / "configs" / "recipes" / "chain.yaml").read_text())
+    common = recipe["common"]
+    model_keys = {k[6:]: v for k, v in common.items() if k.startswith("model.")}
+    torch.manual_seed(0)
+    model = HybridTransformer(ModelConfig.from_dict(model_keys)).eval()
+    stage_cfg = StageConfig(
+        mode="coconut",
+        c_thought=common["curriculum.c_thought"],
+        max_latent_stage=common["curriculum.max_latent_stage"],
+        markers=common["curriculum.markers"],
+    )
+    examples = synthesize("chain", n, seed=seed, **recipe["data"]["synth_args"])
+    arms = {}
+    for name, stage in (("cot", 0), ("coconut", stage_cfg.max_latent_stage)):
+        staged = [format_example(e, stage, stage_cfg, for_eval=True) for e in examples]
+        arms[name] = dict(
+            prompts=[s.prompt_ids for s in staged],
+            new=max(len(s.target_ids) for s in staged),  # answer bytes + EOS
+            thoughts=staged[0].n_latents,
+        )
+    return dict(model=model, arms=arms, n=n)
+
+
+@torch.inference_mode()
+def demo_latency(setup: dict, name: str, batch: int = 64) -> float:
+    """ms per example of one arm of `demo_setup`: cached greedy generation in batches of
+    `batch` (as the demo's evaluation), every row generating the arm's target length."""
+    from coconutblt.inference.generate import generate
+
+    arm = setup["arms"][name]
+    prompts = arm["prompts"]
+    t0 = time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        generate(setup["model"], prompts[i : i + batch], arm["new"], eos_id=None)
+    return (time.perf_counter() - t0) * 1e3 / len(prompts)
