@@ -48,7 +48,7 @@ def evaluate_checkpoint(path: str, examples, stage: int | None, args: argparse.N
 def run(args: argparse.Namespace) -> int:
     from coconutblt.data.reasoning import load_examples
     from coconutblt.errors import UserError
-    from coconutblt.inference.report import comparison_table, side_by_side, summary_lines
+    from coconutblt.inference.report import comparison_block
 
     if args.names and len(args.names) != len(args.ckpt):
         raise UserError(
@@ -72,13 +72,5 @@ def run(args: argparse.Namespace) -> int:
             args.names[i] if args.names else f"{Path(path).parent.name}/{Path(path).name} ({label})"
         )
         results.append((name, result))
-    print(f"{len(examples)} examples from {args.data}\n")
-    print(summary_lines(results))
-    print()
-    print(comparison_table(results))
-    for name, result in results:
-        for line in result.warnings():
-            print(f"{name}: {line}")
-    print()
-    print(side_by_side(results, args.examples))
+    print(comparison_block(results, args.data, args.examples))
     return 0

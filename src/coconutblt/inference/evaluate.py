@@ -1,7 +1,8 @@
 """Task accuracy: generate after each prompt, exact-match the text after `### `.
 
 Used by the trainer's per-epoch validation, `coconutblt eval` and the demo, so every number
-in a comparison table comes from the same code.
+in a comparison table comes from the same code. `EvalResult` is also what the Hugging Face
+evaluator (`coconutblt.hf.evaluate`) returns: there a generated unit is a token, not a byte.
 """
 
 from __future__ import annotations
@@ -23,24 +24,53 @@ class EvalRow:
     prediction: str
     correct: bool
     generated: str  # what the model wrote after the prompt (specials shown as <|name|>)
-    n_bytes: int  # bytes generated (the EOS not counted)
+    n_generated: int  # units (EvalResult.unit: bytes, or an HF model's tokens) before EOS
     n_thoughts: int  # continuous thoughts in the prompt
 
 
 @dataclass
 class EvalResult:
     accuracy: float
-    avg_bytes: float
+    avg_generated: float  # units generated per answer, EOS not counted
     avg_thoughts: float
     seconds_per_example: float
     rows: list[EvalRow] = field(default_factory=list)
-    max_new_tokens: int = 0  # the generation budget used
+    max_new_tokens: int = 0  # the generation budget used, in units
     n_truncated: int = 0  # generations that hit the budget before writing `###`
+    unit: str = "byte"  # what a generated unit is: "byte" (this model) or "token" (an HF model)
+
+    @property
+    def avg_bytes(self) -> float:
+        """`avg_generated` under the byte-level evaluator's name; a token count is no byte
+        count, so a result in tokens has none."""
+        if self.unit != "byte":
+            raise AttributeError(f"this result counts {self.unit}s, not bytes: use avg_generated")
+        return self.avg_generated
+
+    @property
+    def n_correct(self) -> int:
+        return sum(r.correct for r in self.rows)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds_per_example * len(self.rows)
+
+    @property
+    def thoughts_label(self) -> str:
+        """'' (none), '2 thoughts', or '1.8 thoughts on average' when counts differ."""
+        counts = {r.n_thoughts for r in self.rows}
+        if not any(counts):
+            return ""
+        if len(counts) == 1:
+            return f"{counts.pop()} thoughts"
+        return f"{self.avg_thoughts:.1f} thoughts on average"
 
     def summary(self) -> dict:
+        """The numbers, for metrics files: the count's key names its unit (`avg_bytes`,
+        `avg_tokens`)."""
         return {
             "accuracy": self.accuracy,
-            "avg_bytes": self.avg_bytes,
+            f"avg_{self.unit}s": self.avg_generated,
             "avg_thoughts": self.avg_thoughts,
             "seconds_per_example": self.seconds_per_example,
             "n_truncated": self.n_truncated,
@@ -63,7 +93,8 @@ class EvalResult:
         if self.n_truncated:
             out.append(
                 f"warning: {self.n_truncated} of {len(self.rows)} generations hit the "
-                f"{self.max_new_tokens}-byte budget before '###' (scored wrong); raise max_new_tokens"
+                f"{self.max_new_tokens}-{self.unit} budget before '###' (scored wrong); "
+                "raise max_new_tokens"
             )
         return out
 
@@ -129,7 +160,7 @@ def evaluate_examples(
     n = max(len(rows), 1)
     return EvalResult(
         accuracy=sum(r.correct for r in rows) / n,
-        avg_bytes=sum(r.n_bytes for r in rows) / n,
+        avg_generated=sum(r.n_generated for r in rows) / n,
         avg_thoughts=sum(r.n_thoughts for r in rows) / n,
         seconds_per_example=elapsed / n,
         rows=rows,

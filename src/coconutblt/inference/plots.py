@@ -1,4 +1,5 @@
-"""PNG figures of a comparison: accuracy / bytes / latency bars, and validation curves."""
+"""PNG figures of a comparison: accuracy / bytes (or tokens) / latency bars, and validation
+curves."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def plot_comparison(results, path: Path, title: str = "") -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     panels = [
         ([r.accuracy * 100 for _, r in results], "accuracy (%)"),
-        ([r.avg_bytes for _, r in results], "bytes generated per answer"),
+        ([r.avg_generated for _, r in results], f"{results[0][1].unit}s generated per answer"),
         ([r.seconds_per_example * 1e3 for _, r in results], "ms per example (batched)"),
     ]
     colors = ["#999999", "#4C72B0"] + ["#DD8452"] * (len(names) - 2)
