@@ -3,6 +3,9 @@ generations are counted and warned about, and a constant answer shows per answer
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
 
 from coconutblt.data.reasoning import Example
@@ -67,7 +70,7 @@ def test_real_generation_respects_the_budget() -> None:
     model = HybridTransformer(tiny_config())
     result = evaluate_examples(model, _examples(), StageConfig("cot"), 0, max_new_tokens=5)
     assert all(len(r.generated.encode()) <= 5 * 8 for r in result.rows)  # specials print longer
-    assert all(r.n_bytes <= 5 for r in result.rows)
+    assert all(r.n_generated <= 5 for r in result.rows)
 
 
 # (generated text, reference answer): both evaluators must score each the same way
@@ -115,5 +118,79 @@ def test_native_and_hf_evaluators_score_the_same_answers_the_same(monkeypatch) -
 
     hf = evaluate_model(FakeHFModel(), examples, lambda ex: (ex.question, 0), batch_size=1)
     native_correct = [r.correct for r in native.rows]
-    assert hf.correct == native_correct == [True, True, True, False, False, False, True]
-    assert hf.predictions == [r.prediction for r in native.rows]
+    assert [r.correct for r in hf.rows] == native_correct
+    assert native_correct == [True, True, True, False, False, False, True]
+    assert [r.prediction for r in hf.rows] == [r.prediction for r in native.rows]
+    assert type(hf) is type(native) and (hf.unit, native.unit) == ("token", "byte")
+
+
+def _fake_hf_model(texts: list[str]):
+    """An HF model stand-in that writes `texts` in order (a batch of one each time), as
+    `CoconutForCausalLM.generate` returns them: lengths count the tokens before EOS."""
+    from types import SimpleNamespace
+
+    from coconutblt.hf.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tok.pad_token = tok.eos_token
+    written = iter(texts)
+
+    class FakeHFModel(torch.nn.Module):
+        tokenizer, device = tok, torch.device("cpu")
+
+        def generate(self, ids, mask, max_new_tokens):
+            out = torch.tensor([tok.encode(next(written))[:max_new_tokens]])
+            return SimpleNamespace(sequences=out, lengths=[out.shape[1]])
+
+    return FakeHFModel(), tok
+
+
+def test_hf_evaluator_counts_tokens_per_answer_class_and_truncation() -> None:
+    from coconutblt.hf.evaluate import evaluate_model
+
+    examples = [
+        Example("q0", ["s"], "True"),
+        Example("q1", ["s"], "False"),
+        Example("q2", [], "True"),
+    ]
+    rambling = "z " * 40  # no '###' within the budget
+    model, tok = _fake_hf_model(["### True", "### True", rambling])
+    prompt_fn = lambda ex: (ex.question, 2)  # noqa: E731
+    result = evaluate_model(model, examples, prompt_fn, max_new_tokens=6, batch_size=1)
+    assert [r.correct for r in result.rows] == [True, False, False]
+    assert result.n_correct == 1 and result.per_answer() == {"False": 0.0, "True": 0.5}
+    assert result.rows[0].n_generated == len(tok.encode("### True"))
+    assert result.rows[2].n_generated == 6 and result.n_truncated == 1
+    (line,) = result.warnings()
+    assert "1 of 3" in line and "6-token budget" in line
+    assert result.thoughts_label == "2 thoughts" and result.avg_thoughts == 2.0
+    summary = result.summary()
+    assert summary["avg_tokens"] == result.avg_generated and "avg_bytes" not in summary
+    with pytest.raises(AttributeError, match="tokens, not bytes"):
+        _ = result.avg_bytes
+
+
+def test_comparison_block_names_the_unit_and_compares_last_with_first() -> None:
+    from coconutblt.inference.report import comparison_block
+
+    def result(answers: list[str], n_generated: int, n_thoughts: int, unit: str) -> EvalResult:
+        rows = [
+            EvalRow("q", ref, a, a == ref, f"### {a}", n_generated, n_thoughts)
+            for a, ref in zip(answers, ["True", "False"], strict=True)
+        ]
+        acc = sum(r.correct for r in rows) / 2
+        return EvalResult(acc, n_generated, n_thoughts, 0.5, rows, 8, 0, unit)
+
+    for unit in ("token", "byte"):
+        a = result(["True", "True"], 10, 0, unit)
+        b = result(["True", "False"], 4, 2, unit)
+        out = comparison_block([("A", a), ("B", b)], "data.jsonl", show=1)
+        assert out.startswith("2 examples from data.jsonl\n")
+        assert re.search(rf"A: +Accuracy = +50\.00%  Avg {unit}s = +10\.0  Time = 1\.0s\n", out)
+        assert re.search(
+            rf"B: +Accuracy = 100\.00%  Avg {unit}s = +4\.0  Time = 1\.0s  \(2 thoughts\)", out
+        )
+        assert f"{unit}s generated" in out and "False 0%" in out and "True 100%" in out
+        assert f"Efficiency gain: 60.0% fewer {unit}s (B vs A)" in out
+        assert "Quality: +50.00% accuracy change" in out
+        assert out.count("Example ") == 1 and "Ground truth" in out

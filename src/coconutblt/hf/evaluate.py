@@ -1,5 +1,6 @@
 """`hf eval`: accuracy, generated tokens and time of Coconut checkpoints on one data set, side
-by side (the comparison block of the plan's milestone 6).
+by side (the comparison block of the plan's milestone 6), as the native evaluator's
+`EvalResult` printed by its report (`coconutblt.inference.report`).
 
 Why not the official evaluation: it generates one example at a time without a cache and
 reports no per-stage accuracy. Here every checkpoint answers the same questions with batched,
@@ -11,7 +12,6 @@ validation of `hf train`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,30 +27,9 @@ from coconutblt.hf.data import (
     stage_texts,
     thought_prompt,
 )
+from coconutblt.inference.evaluate import EvalResult, EvalRow
+from coconutblt.inference.report import comparison_block
 from coconutblt.runtime.device import pick_device
-
-
-@dataclass
-class EvalResult:
-    """One checkpoint on one data set; tokens are generated tokens before EOS."""
-
-    accuracy: float
-    n_correct: int
-    avg_tokens: float
-    seconds: float
-    thoughts: list[int]
-    predictions: list[str]
-    texts: list[str]
-    correct: list[bool]
-
-    @property
-    def thoughts_label(self) -> str:
-        """'' (none), '2 thoughts', or '1.8 thoughts on average' when counts differ."""
-        if not any(self.thoughts):
-            return ""
-        if len(set(self.thoughts)) == 1:
-            return f"{self.thoughts[0]} thoughts"
-        return f"{sum(self.thoughts) / len(self.thoughts):.1f} thoughts on average"
 
 
 def evaluate_model(
@@ -59,17 +38,19 @@ def evaluate_model(
     """Greedy, batched, cached generation on every question; exact match after `### `.
 
     prompt_fn(example) -> (prompt text, number of thoughts in it). Rows of a batch may hold
-    different thought counts: the forward handles any layout.
+    different thought counts: the forward handles any layout. The result is the native
+    evaluator's, counting tokens (`unit="token"`) where it counts bytes.
     """
     tok = model.tokenizer
     dev = model.device
     was_training = model.training
     model.eval()
-    texts, preds, correct, thoughts, n_tokens = [], [], [], [], 0
+    rows: list[EvalRow] = []
+    n_truncated = 0
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
-        prompts = []
+        prompts, thoughts = [], []
         for ex in chunk:
             text, n = prompt_fn(ex)
             prompts.append(encode_prompt(tok, text))
@@ -77,28 +58,36 @@ def evaluate_model(
         ids, mask = pad_prompts(prompts, tok.pad_token_id)
         out = model.generate(ids.to(dev), mask.to(dev), max_new_tokens=max_new_tokens)
         for b, ex in enumerate(chunk):
-            n = int(out.lengths[b])
+            n = int(out.lengths[b])  # tokens before EOS: the budget only if none came
             # special tokens stay visible: a generated marker is a fact worth seeing
             text = tok.decode(out.sequences[b, :n].tolist())
             pred = extract_answer(text)
-            texts.append(text)
-            preds.append(pred)
-            correct.append(answer_matches(pred, ex.answer))
-            n_tokens += n
+            n_truncated += n >= max_new_tokens and "###" not in text
+            rows.append(
+                EvalRow(
+                    ex.question,
+                    ex.answer,
+                    pred,
+                    answer_matches(pred, ex.answer),
+                    text,
+                    n,
+                    thoughts[b],
+                )
+            )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
     model.train(was_training)
-    n_correct = sum(correct)
+    n = max(len(rows), 1)
     return EvalResult(
-        accuracy=n_correct / len(examples),
-        n_correct=n_correct,
-        avg_tokens=n_tokens / len(examples),
-        seconds=seconds,
-        thoughts=thoughts,
-        predictions=preds,
-        texts=texts,
-        correct=correct,
+        accuracy=sum(r.correct for r in rows) / n,
+        avg_generated=sum(r.n_generated for r in rows) / n,
+        avg_thoughts=sum(r.n_thoughts for r in rows) / n,
+        seconds_per_example=seconds / n,
+        rows=rows,
+        max_new_tokens=max_new_tokens,
+        n_truncated=n_truncated,
+        unit="token",
     )
 
 
@@ -162,32 +151,5 @@ def evaluate_checkpoints(
         label = f"Stage {stage}" if stage is not None else "Base"
         names.append(f"{label} ({Path(path).name})")
         del model
-    print_comparison(names, results, examples, data, show, print_fn)
+    print_fn(comparison_block(list(zip(names, results, strict=True)), data, show))
     return results
-
-
-def print_comparison(names, results, examples, data, show: int = 3, print_fn=print) -> None:
-    """One line per checkpoint, the last one's token saving and accuracy change against the
-    first, then `show` questions with every checkpoint's answer and the ground truth."""
-    width = max(len(n) for n in names) + 1
-    print_fn(f"{len(examples)} examples from {data}")
-    for name, r in zip(names, results, strict=True):
-        extra = f"  ({r.thoughts_label})" if r.thoughts_label else ""
-        print_fn(
-            f"{name + ':':<{width}}  Accuracy = {100 * r.accuracy:.2f}%  "
-            f"Avg tokens = {r.avg_tokens:.1f}  Time = {r.seconds:.1f}s{extra}"
-        )
-    if len(results) > 1:
-        first, last = results[0], results[-1]
-        if first.avg_tokens > 0:
-            gain = 100 * (first.avg_tokens - last.avg_tokens) / first.avg_tokens
-            print_fn(f"\nEfficiency gain: {gain:.1f}% fewer tokens ({names[-1]} vs {names[0]})")
-        print_fn(f"Quality: {100 * (last.accuracy - first.accuracy):+.2f}% accuracy change")
-    for i, ex in enumerate(examples[:show]):
-        print_fn(f"\nExample {i + 1}:")
-        print_fn(f"Question: {ex.question}")
-        for name, r in zip(names, results, strict=True):
-            verdict = "correct" if r.correct[i] else "wrong"
-            shown = r.texts[i] if len(r.texts[i]) <= 120 else r.texts[i][:117] + "..."
-            print_fn(f"{name} answer: {r.predictions[i] or '(none)'} ({verdict})  {shown!r}")
-        print_fn(f"Ground truth: {ex.answer}")

@@ -428,15 +428,17 @@ def _train_loop(
                             "type": "eval",
                             "epoch": epoch + 1,
                             "step": step,
-                            "accuracy": result.accuracy,
+                            **result.summary(),
                             "n_correct": result.n_correct,
                             "n": len(val_examples),
                         }
                     )
+                    per_answer = "".join(f", {k} {v:.0%}" for k, v in result.per_answer().items())
                     line += (
                         f", validation accuracy {100 * result.accuracy:.2f}% "
-                        f"({result.n_correct}/{len(val_examples)})"
+                        f"({result.n_correct}/{len(val_examples)}){per_answer}"
                     )
+                    line += "".join(f"\n{w}" for w in result.warnings())
                 print_fn(line)
                 meta.update(epoch=epoch + 1, steps=step)
                 meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
