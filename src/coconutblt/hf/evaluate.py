@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from coconutblt.data.stages import answer_matches, extract_answer
 from coconutblt.errors import UserError
 from coconutblt.hf.batching import encode_prompt, pad_prompts
 from coconutblt.hf.coconut_lm import CoconutForCausalLM
@@ -27,7 +26,7 @@ from coconutblt.hf.data import (
     stage_texts,
     thought_prompt,
 )
-from coconutblt.inference.evaluate import EvalResult, EvalRow
+from coconutblt.inference.evaluate import EvalResult, EvalRow, score_row
 from coconutblt.inference.report import comparison_block
 from coconutblt.runtime.device import pick_device
 
@@ -61,34 +60,13 @@ def evaluate_model(
             n = int(out.lengths[b])  # tokens before EOS: the budget only if none came
             # special tokens stay visible: a generated marker is a fact worth seeing
             text = tok.decode(out.sequences[b, :n].tolist())
-            pred = extract_answer(text)
             n_truncated += n >= max_new_tokens and "###" not in text
-            rows.append(
-                EvalRow(
-                    ex.question,
-                    ex.answer,
-                    pred,
-                    answer_matches(pred, ex.answer),
-                    text,
-                    n,
-                    thoughts[b],
-                )
-            )
+            rows.append(score_row(ex, text, n, thoughts[b]))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
     model.train(was_training)
-    n = max(len(rows), 1)
-    return EvalResult(
-        accuracy=sum(r.correct for r in rows) / n,
-        avg_generated=sum(r.n_generated for r in rows) / n,
-        avg_thoughts=sum(r.n_thoughts for r in rows) / n,
-        seconds_per_example=seconds / n,
-        rows=rows,
-        max_new_tokens=max_new_tokens,
-        n_truncated=n_truncated,
-        unit="token",
-    )
+    return EvalResult.from_rows(rows, seconds, max_new_tokens, n_truncated, unit="token")
 
 
 def stage_prompt_fn(stage: int, cfg):

@@ -28,6 +28,21 @@ class EvalRow:
     n_thoughts: int  # continuous thoughts in the prompt
 
 
+def score_row(example: Example, generated: str, n_generated: int, n_thoughts: int) -> EvalRow:
+    """One generation scored: the answer after `### ` against the reference
+    (`answer_matches`), as every evaluator scores it."""
+    prediction = extract_answer(generated)
+    return EvalRow(
+        example.question,
+        example.answer,
+        prediction,
+        answer_matches(prediction, example.answer),
+        generated,
+        n_generated,
+        n_thoughts,
+    )
+
+
 @dataclass
 class EvalResult:
     accuracy: float
@@ -64,6 +79,28 @@ class EvalResult:
         if len(counts) == 1:
             return f"{counts.pop()} thoughts"
         return f"{self.avg_thoughts:.1f} thoughts on average"
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: list[EvalRow],
+        seconds: float,
+        max_new_tokens: int,
+        n_truncated: int,
+        unit: str = "byte",
+    ) -> EvalResult:
+        """The means over `rows`; `seconds` is the whole run's time."""
+        n = max(len(rows), 1)
+        return cls(
+            accuracy=sum(r.correct for r in rows) / n,
+            avg_generated=sum(r.n_generated for r in rows) / n,
+            avg_thoughts=sum(r.n_thoughts for r in rows) / n,
+            seconds_per_example=seconds / n,
+            rows=rows,
+            max_new_tokens=max_new_tokens,
+            n_truncated=n_truncated,
+            unit=unit,
+        )
 
     def summary(self) -> dict:
         """The numbers, for metrics files: the count's key names its unit (`avg_bytes`,
@@ -141,29 +178,9 @@ def evaluate_examples(
         outputs = generate_batch(model, [s.prompt_ids for s in staged], max_new_tokens)
         for ex, s, out in zip(chunk, staged, outputs, strict=True):
             text = decode_text(out)
-            pred = extract_answer(text)
             n_bytes = sum(1 for t in out if t < NUM_BYTES)
             n_truncated += len(out) >= max_new_tokens and "###" not in text
-            rows.append(
-                EvalRow(
-                    ex.question,
-                    ex.answer,
-                    pred,
-                    answer_matches(pred, ex.answer),
-                    text,
-                    n_bytes,
-                    s.n_latents,
-                )
-            )
+            rows.append(score_row(ex, text, n_bytes, s.n_latents))
     elapsed = time.perf_counter() - start
     model.train(was_training)
-    n = max(len(rows), 1)
-    return EvalResult(
-        accuracy=sum(r.correct for r in rows) / n,
-        avg_generated=sum(r.n_generated for r in rows) / n,
-        avg_thoughts=sum(r.n_thoughts for r in rows) / n,
-        seconds_per_example=elapsed / n,
-        rows=rows,
-        max_new_tokens=max_new_tokens,
-        n_truncated=n_truncated,
-    )
+    return EvalResult.from_rows(rows, elapsed, max_new_tokens, n_truncated)
