@@ -49,6 +49,10 @@ CONFIGS = {
     "thought-head": dict(thought_head=True),
     "word-closed-thought-head": dict(patcher="word", closed_patch_context=True, thought_head=True),
     "fixed-closed": dict(patcher="fixed", closed_patch_context=True),
+    "sentence-closed-copy-thought-head": dict(
+        patcher="sentence", closed_patch_context=True, copy_path=True, thought_head=True
+    ),
+    "word-closed-copy": dict(patcher="word", closed_patch_context=True, copy_path=True),
     "entropy-model-closed": dict(patcher="entropy", closed_patch_context=True),
     "entropy-learned-relative-closed": dict(
         patcher="entropy",
@@ -76,6 +80,8 @@ def build(name: str) -> HybridTransformer:
         torch.nn.init.constant_(m.gate, 0.5)
     if model.thought_head is not None:  # not the identity it starts as
         torch.nn.init.normal_(model.thought_head.weight, std=0.3)
+    if model.copy is not None:  # byte embeddings start at zero: the path would add nothing
+        torch.nn.init.normal_(model.copy.byte_embed.weight, std=1.0)
     if model.config.patcher == "entropy":
         with torch.no_grad():
             calibrate(model)
@@ -107,10 +113,11 @@ def test_entropy_patches_vary(name):
     assert 1.2 < lengths.float().mean() < model.config.max_patch_size - 0.5
 
 
-def test_decode_state_teacher_forced_grows_and_drops_rows():
+@pytest.mark.parametrize("name", ["entropy-learned", "word-closed-copy"])
+def test_decode_state_teacher_forced_grows_and_drops_rows(name):
     """DecodeState fed given ids (no sampling): every step's logits equal the full forward's,
     while its buffers regrow (no reserve) and after a row leaves the batch."""
-    model = build("entropy-learned")
+    model = build(name)
     seqs = [encode("Hi"), encode("a longer first prompt, then")]
     torch.manual_seed(1)
     feed = torch.randint(0, 256, (2, 90))

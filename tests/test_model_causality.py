@@ -32,12 +32,18 @@ VARIANTS = {
     "entropy-learned-closed": dict(
         patcher="entropy", closed_patch_context=True, entropy_patcher=dict(estimator="learned")
     ),
+    "word-closed-copy": dict(
+        patcher="word", closed_patch_context=True, max_patch_size=4, copy_path=True
+    ),
+    "fixed-closed-copy": dict(patcher="fixed", closed_patch_context=True, copy_path=True),
 }
 
 
 def build(variant: str, seed: int = 0) -> HybridTransformer:
     torch.manual_seed(seed)
     model = HybridTransformer(tiny_config(**VARIANTS[variant])).eval()
+    if model.copy is not None:  # its byte embeddings start at zero: make the path count
+        torch.nn.init.normal_(model.copy.byte_embed.weight, std=1.0)
     if model.config.patcher == "entropy" and model.config.entropy_patcher.rule == "global":
         # put the threshold at the median entropy so that patches have varied lengths
         ids = torch.randint(0, 256, (4, 64))

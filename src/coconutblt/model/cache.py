@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from coconutblt.model.copy import patch_bytes
 from coconutblt.model.patching import (
     PatchLayout,
     layout_from_starts,
@@ -174,11 +175,13 @@ class DecodeState:
         caches = self.bytes.views[:n_enc]
         return self.model.encoder.byte_states(ids, positions, mask, caches, context)
 
-    def _decode(self, h: torch.Tensor, context, positions, mask, inputs=None) -> torch.Tensor:
-        """h (b, T, dl), context (b, T, D) (or the decoder's `inputs` of it) -> next-id
-        logits (b, T, V) from the decoder layers' caches."""
+    def _decode(
+        self, h: torch.Tensor, context, positions, mask, inputs=None, extra=None
+    ) -> torch.Tensor:
+        """h (b, T, dl), context (b, T, D) (or the decoder's `inputs` of it), extra (b, T, dl)
+        the copy path's input or None -> next-id logits (b, T, V) from the decoder's caches."""
         caches = self.bytes.views[len(self.model.encoder.blocks) :]
-        x = self.model.decoder(h, context, positions, mask, caches, inputs)
+        x = self.model.decoder(h, context, positions, mask, caches, inputs, extra)
         return self.model.lm_head(x)
 
     def _context_inputs(self):
@@ -258,10 +261,15 @@ class DecodeState:
         open_start = layout.starts[rows, n_real - 1]  # (B,) first byte of the last patch
         self.open_thought = ids[rows, open_start] == LATENT_ID
         self.open_len = torch.where(last_closed, 0, last + 1 - open_start)
+        self.open_ids = torch.full((B, cap), PAD_ID, dtype=torch.long, device=dev)
         for b, (s, n) in enumerate(zip(open_start.tolist(), self.open_len.tolist(), strict=True)):
             self.open_h[b, :n] = h[b, s : s + n]
+            self.open_ids[b, :n] = ids[b, s : s + n]
         self.open_thought &= self.open_len > 0
-        logits = self._decode(h, context, positions, mask)  # (B, T, V)
+        copy_in = None
+        if model.copy is not None:
+            copy_in = self._prefill_copy(ids, layout, closes, outs, closed)  # (B, T, dl)
+        logits = self._decode(h, context, positions, mask, extra=copy_in)  # (B, T, V)
         self.bytes.commit(None, lens)
 
         K = max([2, *[n - 1 for n in cfg.ngram_sizes]])
@@ -291,6 +299,58 @@ class DecodeState:
         self.latent.lengths = list(closed)
         return out
 
+    # ------------------------------------------------------------------ copy path
+    def _prefill_copy(
+        self,
+        ids: torch.Tensor,
+        layout: PatchLayout,
+        closes: torch.Tensor,
+        outs: torch.Tensor,
+        closed: torch.Tensor,
+    ) -> torch.Tensor:
+        """The copy path's input at every prompt byte (B, T, dl), as the full forward computes
+        it, and the state decoding continues from: every closed patch's latent state and ids,
+        and the pointer of each row's latest state."""
+        model, cap = self.model, self.cfg.patch_cap
+        B, C = outs.shape[:2]
+        table = F.pad(outs, (0, 0, 0, layout.num_patches - C))  # (B, P, D)
+        real = torch.arange(layout.num_patches, device=self.device)[None] < closed[:, None]
+        pointer = model.copy_pointer(table, table, real)  # (B, P, P)
+        copy_in = model.copy_inputs(ids, layout, closes, pointer)  # (B, T, dl)
+        self.copy_states = outs  # (B, C, D) latent states of the closed patches
+        self.copy_ids = patch_bytes(ids, layout, cap, model.copy.none_id)[:, :C]  # (B, C, cap)
+        rows = torch.arange(B, device=self.device)
+        latest = pointer[rows, (closed - 1).clamp(min=0), :C].exp()  # (B, C)
+        self.copy_probs = latest * (closed > 0)[:, None]  # rows with no closed patch: nothing
+        return copy_in
+
+    def _close_copy(self, sel, rows: list[int] | None, ids: torch.Tensor, out: torch.Tensor):
+        """Record a just-closed patch (its ids (r, cap), its latent state out (r, D)) for
+        `rows` and point their new latest state over every closed patch."""
+        n = torch.tensor(self.latent.lengths, device=self.device)[sel]  # (r,) counts, with it
+        K = int(n.max())
+        grow = K - self.copy_states.shape[1]
+        if grow > 0:
+            self.copy_states = F.pad(self.copy_states, (0, 0, 0, grow))
+            self.copy_ids = F.pad(self.copy_ids, (0, 0, 0, grow), value=self.model.copy.none_id)
+            self.copy_probs = F.pad(self.copy_probs, (0, grow))
+        idx = torch.arange(len(n), device=self.device) if rows is None else sel
+        self.copy_states[idx, n - 1] = out
+        self.copy_ids[idx, n - 1] = ids
+        keys = self.copy_states[sel]  # (r, K', D)
+        real = torch.arange(keys.shape[1], device=self.device)[None] < n[:, None]  # (r, K')
+        pointer = self.model.copy.log_probs(out[:, None], keys, real[:, None])  # (r, 1, K')
+        self.copy_probs[sel] = pointer[:, 0].exp()
+
+    def _step_copy(self) -> torch.Tensor:
+        """The copy path's input (b, 1, dl) for the next byte, at offset `open_len`."""
+        cap = self.copy_ids.shape[-1]
+        offset = self.open_len.clamp(max=cap - 1)[:, None, None]  # (b, 1, 1)
+        K = self.copy_ids.shape[1]
+        source = self.copy_ids.gather(2, offset.expand(-1, K, 1))[:, :, 0]  # (b, K)
+        source = source.masked_fill((self.open_len >= cap)[:, None], self.model.copy.none_id)
+        return self.model.copy.byte_features(self.copy_probs, source)[:, None]
+
     # ------------------------------------------------------------------ one id per row
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (b,) the next id of every row -> next-id logits (b, V)."""
@@ -310,11 +370,14 @@ class DecodeState:
         self._close_where(starts & (self.open_len > 0))
         self.open_thought[starts] = ids[starts] == LATENT_ID
         self.open_h[torch.arange(B, device=ids.device), self.open_len] = h[:, 0]
+        self.open_ids[torch.arange(B, device=ids.device), self.open_len] = ids
         self.open_len += 1
         if cfg.closed_patch_context:  # the next byte is known to start a patch: close now
             self._close_where(announced[:, -1] | (self.open_len >= cfg.patch_cap))
 
-        logits = self._decode(h, None, positions, mask, self._context_inputs())[:, 0]  # (b, V)
+        extra = self._step_copy() if self.model.copy is not None else None
+        inputs = self._context_inputs()
+        logits = self._decode(h, None, positions, mask, inputs, extra)[:, 0]  # (b, V)
         self.bytes.commit(None, 1)
         self.recent = torch.cat([self.recent[:, 1:], ids[:, None]], dim=1)
         if ent is not None:
@@ -340,9 +403,16 @@ class DecodeState:
         # a thought reads the last output
         fed = self.model.thought_input(self.last_out[sel])[:, None]  # (r, 1, D)
         x = torch.where(feed, fed, x)
-        self.last_out[sel] = self._latent(rows, x)[:, 0]
+        out = self._latent(rows, x)[:, 0]  # (r, D)
+        self.last_out[sel] = out
+        if self.model.copy is not None:
+            ids = self.open_ids[sel].masked_fill(
+                torch.arange(cap, device=self.device)[None] >= n[:, None], self.model.copy.none_id
+            )
+            self._close_copy(sel, rows, ids, out)
         self._ctx = None
         self.open_len[sel] = 0
+        self.open_ids[sel] = PAD_ID
 
     def keep(self, rows: list[int]) -> None:
         """Keep only batch rows `rows`."""
@@ -350,7 +420,11 @@ class DecodeState:
         for cache in (self.bytes, self.latent, self.ent):
             if cache is not None:
                 cache.keep(rows)
-        for name in ("open_h", "open_len", "open_thought", "last_out", "recent", "recent_ent"):
+        names = ["open_h", "open_len", "open_thought", "open_ids", "last_out", "recent"]
+        names += ["recent_ent"]
+        if self.model.copy is not None:
+            names += ["copy_states", "copy_ids", "copy_probs"]
+        for name in names:
             setattr(self, name, getattr(self, name)[index])
         self._ctx = None
         self.batch = len(rows)

@@ -108,6 +108,12 @@ class ModelConfig:
     # the `word` rule), reads that patch's own latent state to predict the next patch's first
     # byte, as BLT does; off, every byte reads the patch before its own (older checkpoints)
     closed_patch_context: bool = False
+    # a copy path (model/copy.py): a pointer from each latent state to an earlier patch, whose
+    # bytes the decoder reads, offset by offset, while it writes the next patch; an auxiliary
+    # loss points it at the earlier patch the next one repeats (needs closed_patch_context)
+    copy_path: bool = False
+    copy_dim: int = 64  # width of the pointer's query and key
+    copy_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):
@@ -117,11 +123,13 @@ class ModelConfig:
         check_config(_attention_checks(self.d_model, self.n_heads, "d_model", "n_heads"))
         check_config(_attention_checks(self.d_local, self.local_heads, "d_local", "local_heads"))
         positive = ["max_seq_len", "n_layers", "d_model", "d_local", "ngram_buckets", "c_thought"]
+        positive += ["copy_dim"]
         at_least_0 = [
             "latent_module_every",
             "latent_module_dim",
             "next_patch_loss_weight",
             "next_patch_max_pairs",
+            "copy_loss_weight",
             "encoder_layers",
             "decoder_layers",
             "local_window",
@@ -148,6 +156,12 @@ class ModelConfig:
                     f"must be >= 1, got {self.max_patch_size}",
                 ),
                 (self.cross_attn_k >= 1, "cross_attn_k", f"must be >= 1, got {self.cross_attn_k}"),
+                (
+                    self.closed_patch_context or not self.copy_path,
+                    "copy_path",
+                    "needs closed_patch_context=true (a byte must know which patch it writes); "
+                    "set model.closed_patch_context=true",
+                ),
                 (
                     all(n >= 1 for n in self.ngram_sizes),
                     "ngram_sizes",

@@ -16,6 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from coconutblt.model.config import ModelConfig
+from coconutblt.model.copy import (
+    CopyPath,
+    byte_rows_and_offsets,
+    copy_loss,
+    copy_targets,
+    patch_bytes,
+    source_at,
+)
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.model.latent import ContinuousLatentModule, LatentTransformer
 from coconutblt.model.layers import causal_mask, init_weights
@@ -42,6 +50,7 @@ class HybridOutput:
     layout: PatchLayout
     entropies: torch.Tensor | None
     next_patch_loss: torch.Tensor | None = None
+    copy_loss: torch.Tensor | None = None  # the copy pointer's loss (model.copy_path)
 
 
 def next_id_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -66,6 +75,11 @@ class HybridTransformer(nn.Module):
         self.lm_head = nn.Linear(cfg.d_local, cfg.vocab_size, bias=False)
         self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
         self.thought_head = nn.Linear(cfg.d_model, cfg.d_model) if cfg.thought_head else None
+        self.copy = (
+            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size)
+            if cfg.copy_path
+            else None
+        )
         self.estimator = None
         self.entropy_model = None
         if cfg.patcher == "entropy":
@@ -88,6 +102,8 @@ class HybridTransformer(nn.Module):
         if self.thought_head is not None:  # starts as the paper's mechanism: the state itself
             nn.init.eye_(self.thought_head.weight)
             nn.init.zeros_(self.thought_head.bias)
+        if self.copy is not None:
+            self.copy.init_weights()
         for m in self.modules():
             if isinstance(m, ContinuousLatentModule):
                 nn.init.normal_(m.bank, std=1.0)
@@ -178,7 +194,11 @@ class HybridTransformer(nn.Module):
         is_thought = thought_patches(input_ids, layout)  # (B, P)
         latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout, closes)  # (B, T, D)
-        logits = self.lm_head(self.decoder(h, context, byte_pos))  # (B, T, V)
+        copy_in, pointer = None, None
+        if self.copy is not None:
+            pointer = self.copy_pointer(latent_out, latent_out, layout.lengths > 0)  # (B, P, P)
+            copy_in = self.copy_inputs(input_ids, layout, closes, pointer)  # (B, T, dl)
+        logits = self.lm_head(self.decoder(h, context, byte_pos, extra=copy_in))  # (B, T, V)
         loss = next_id_loss(logits, labels) if labels is not None else None
         est_loss = None
         if est_logits is not None:
@@ -186,7 +206,41 @@ class HybridTransformer(nn.Module):
         next_patch_loss = None
         if labels is not None and cfg.next_patch_loss_weight > 0:
             next_patch_loss = self.next_patch_loss(latent_out, patches, layout, is_thought)
-        return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss)
+        pointer_loss = None
+        if labels is not None and pointer is not None:
+            pointer_loss = copy_loss(pointer, copy_targets(input_ids, layout))
+        return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss, pointer_loss)
+
+    # ------------------------------------------------------------------ copy path
+    def copy_pointer(
+        self, queries: torch.Tensor, keys: torch.Tensor, key_real: torch.Tensor
+    ) -> torch.Tensor:
+        """queries (B, Q, D) latent states of the last Q of K patches; keys (B, K, D) those of
+        all K; key_real (B, K) -> pointer log-probabilities (B, Q, K) over patches j <= own."""
+        Q, K = queries.shape[1], keys.shape[1]
+        own = torch.arange(K - Q, K, device=keys.device)  # (Q,) each query's own patch index
+        seen = torch.arange(K, device=keys.device)[None, :] <= own[:, None]  # (Q, K)
+        return self.copy.log_probs(queries, keys, seen[None] & key_real[:, None, :])
+
+    def copy_inputs(
+        self,
+        ids: torch.Tensor,
+        layout: PatchLayout,
+        closes: torch.Tensor | None,
+        pointer: torch.Tensor,
+    ) -> torch.Tensor:
+        """ids (B, T), pointer (B, P, P) -> (B, T, dl): what the decoder reads at each byte of
+        the patches the pointer of the byte's latent row points at, at the next byte's offset."""
+        B, T = ids.shape
+        if closes is None:  # imposed boundaries: every byte reads the patch before its own
+            closes = torch.zeros_like(ids, dtype=torch.bool)
+        row, offset = byte_rows_and_offsets(layout, closes)  # (B, T) each
+        table = patch_bytes(ids, layout, self.config.patch_cap, self.copy.none_id)  # (B, P, cap)
+        source = source_at(table, offset, self.copy.none_id)  # (B, T, P)
+        P = pointer.shape[1]
+        probs = pointer.exp().gather(1, row.clamp(min=0)[:, :, None].expand(B, T, P))  # (B, T, P)
+        probs = probs * (row >= 0)[:, :, None]  # the bytes before any patch closed read nothing
+        return self.copy.byte_features(probs, source)
 
     def next_patch_loss(
         self,

@@ -237,12 +237,14 @@ class LocalDecoder(nn.Module):
         mask: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         inputs: tuple[torch.Tensor, list] | None = None,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """h (B, T, dl) byte states; context (B, T, D) latent state of each byte's previous
         patch -> (B, T, dl) states for the byte head. Decoding passes `caches` and `mask`, and
-        may pass `inputs` = `context_inputs(context)` kept from an earlier step instead."""
+        may pass `inputs` = `context_inputs(context)` kept from an earlier step instead.
+        `extra` (B, T, dl) is added to the input (the copy path's bytes)."""
         ctx, slots_kv = self.context_inputs(context) if inputs is None else inputs
-        x = h + ctx
+        x = h + ctx if extra is None else h + ctx + extra
         for i, layer in enumerate(self.layers):
             x = layer(x, slots_kv[i], positions, mask, caches[i] if caches else None)
         return self.norm(x)

@@ -120,6 +120,7 @@ class Trainer:
         """`resume`: continue from OUT/last.pt; `overwrite`: a new run may replace another run's
         checkpoints in OUT. The folder is locked (`OUT/train.lock`) until `fit` ends."""
         self.out = Path(out_dir)
+        self.aux_losses: dict[str, float] = {}  # the latest auxiliary losses, for the logs
         self.ctx: DistContext = init_distributed(cfg.training.device, "training.device")
         self.show_progress = show_progress and self.ctx.is_main
         self.lock = RunLock(self.out)
@@ -293,8 +294,14 @@ class Trainer:
             install_entropy_model(model, t.entropy_model)
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
+            weights = dict(ckpt["model"])
+            added = [k for k in model.state_dict() if k.startswith("copy.") and k not in weights]
+            if added:  # a copy path added to a model trained without one starts as a no-op
+                fresh = model.state_dict()
+                weights.update({k: fresh[k] for k in added})
+                print(f"init_from: {c.init_from} has no copy path; it starts fresh (a no-op)")
             try:
-                model.load_state_dict(ckpt["model"])
+                model.load_state_dict(weights)
             except RuntimeError as exc:
                 raise UserError(
                     f"{c.init_from}: weights do not fit this model config ({str(exc).splitlines()[0]})"
@@ -401,6 +408,9 @@ class Trainer:
             objective = objective + t.est_loss_weight * out.estimator_loss
         if out.next_patch_loss is not None:
             objective = objective + self.cfg.model.next_patch_loss_weight * out.next_patch_loss
+        if out.copy_loss is not None:
+            objective = objective + self.cfg.model.copy_loss_weight * out.copy_loss
+            self.aux_losses["copy_loss"] = float(out.copy_loss.detach())  # for the logs
         c = self.cfg.curriculum
         for weight, extra in (
             (c.question_loss_weight, question_labels),
@@ -600,6 +610,7 @@ class Trainer:
                             "loss": loss,
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "bytes_per_s": rate,
+                            **self.aux_losses,
                         }
                     )
                 if t.save_every and self.state.step % t.save_every == 0:
