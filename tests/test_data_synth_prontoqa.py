@@ -113,3 +113,21 @@ def test_seeded_ranges_and_bad_options():
     assert mixed == {1, 2, 3}
     with pytest.raises(UserError, match="hops=9"):
         synthesize("prontoqa", 2, hops=9)
+
+
+def test_quote_properties_writes_each_chain_concepts_property_rule():
+    """Every step before the goal quotes, between "NAME is a C." and the chain rule, the
+    question's property rule about C; the question and the rest are unchanged."""
+    plain = synthesize("prontoqa", 30, seed=5, hops=(1, 5))
+    quoted = synthesize("prontoqa", 30, seed=5, hops=(1, 5), quote_properties=True)
+    for p, q in zip(plain, quoted, strict=True):
+        assert (p.question, p.answer, p.steps[-2:]) == (q.question, q.answer, q.steps[-2:])
+        rules = q.question.split(" True or false: ")[0].split(". ")
+        rules = {r.rstrip(".") + "." for r in rules}
+        for ps, qs in zip(p.steps[:-2], q.steps[:-2], strict=True):
+            first, rule = ps.split(". ", 1)
+            concept = first.rstrip(".").split()[-1]
+            assert qs.startswith(first + ". ") and qs.endswith(" " + rule)
+            quote = qs[len(first) + 2 : -len(rule) - 1]
+            assert quote in rules and concept in quote.lower()
+            assert not quote.rstrip(".").endswith("uses") and " a " not in quote

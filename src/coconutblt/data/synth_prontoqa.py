@@ -63,9 +63,12 @@ def _rule(rng: random.Random, subject: str, target: str, negated: bool, is_conce
     return f"{quantifier} {subject} is {not_}{obj}."
 
 
-def _one(rng: random.Random, hops: int, overshoot: int = 0) -> Example:
+def _one(
+    rng: random.Random, hops: int, overshoot: int = 0, quote_properties: bool = False
+) -> Example:
     """One question whose proof has `hops` chain concepts; with `overshoot` > 0 the chain goes
-    on past the goal concept, so where to stop is only known from the goal rule itself."""
+    on past the goal concept, so where to stop is only known from the goal rule itself; with
+    `quote_properties` every step before the goal also quotes its concept's property rule."""
     length = hops + overshoot
     concepts = rng.sample(CONCEPTS, 2 * length + 4)
     chain, rest = concepts[:length], concepts[length:]
@@ -84,11 +87,12 @@ def _one(rng: random.Random, hops: int, overshoot: int = 0) -> Example:
     main = [_rule(rng, a, b, False, True) for a, b in zip(chain, chain[1:], strict=False)]
     goal_rule = prop_rule(chain[hops - 1], goal, goal_negated)
     rules = [*main, goal_rule]
-    rules += [
-        prop_rule(c, p)
+    other_props = {
+        i: prop_rule(c, p)
         for i, (c, p) in enumerate(zip(chain, chain_props, strict=True))
         if i != hops - 1
-    ]
+    }
+    rules += list(other_props.values())
     # a dead end beside every chain concept, two beside the last; all but the last have a
     # property
     owners = [*chain, chain[-1]]
@@ -101,15 +105,24 @@ def _one(rng: random.Random, hops: int, overshoot: int = 0) -> Example:
     rng.shuffle(facts)
     query = f"{name} is {'not ' if query_negated else ''}{goal}."
     question = " ".join([*rules, *facts]) + f" True or false: {query}"
+    quoted = [other_props[i] + " " if quote_properties else "" for i in range(hops - 1)]
     steps = [
-        f"{name} is {_article(c)} {c}. {rule}"
-        for c, rule in zip(chain[:hops], [*main[: hops - 1], goal_rule], strict=True)
+        f"{name} is {_article(c)} {c}. {extra}{rule}"
+        for c, extra, rule in zip(
+            chain[:hops], [*quoted, ""], [*main[: hops - 1], goal_rule], strict=True
+        )
     ]
     steps.append(f"{name} is {'not ' if goal_negated else ''}{goal}.")
     return Example(question, steps, "True" if query_negated == goal_negated else "False")
 
 
-def prontoqa(n: int, seed: int = 0, hops: IntSpec = 5, overshoot: IntSpec = 0) -> list[Example]:
+def prontoqa(
+    n: int,
+    seed: int = 0,
+    hops: IntSpec = 5,
+    overshoot: IntSpec = 0,
+    quote_properties: bool = False,
+) -> list[Example]:
     """`n` ProntoQA questions with `hops` chain concepts each (a range draws per example);
     5 is the real data set's shape.
 
@@ -117,7 +130,14 @@ def prontoqa(n: int, seed: int = 0, hops: IntSpec = 5, overshoot: IntSpec = 0) -
     goal concept. In the real set the goal concept is always the chain's last, so a model can
     stop by counting hops or by seeing that every branch ahead is a dead end, and write the
     asked property without ever reading the goal rule's sign; with an overshoot the only
-    signal to stop is the rule "GOAL-CONCEPT is (not) P" itself."""
+    signal to stop is the rule "GOAL-CONCEPT is (not) P" itself.
+
+    `quote_properties` (default false, the real steps) writes each chain concept's property
+    rule into its step ("Alex is a tumpus. Tumpuses are floral. Tumpuses are gorpuses."). In the
+    real steps the only property rule quoted is the goal's, whose property the question already
+    names, so a model can write it without looking the rule up and guess its sign; here four
+    more per question must be found by their subject alone, the half of the goal-rule lookup
+    the real steps never train."""
     lo, hi = (hops, hops) if isinstance(hops, int) else tuple(hops)
     olo, ohi = (overshoot, overshoot) if isinstance(overshoot, int) else tuple(overshoot)
     if not 1 <= lo <= hi <= MAX_HOPS:
@@ -130,5 +150,5 @@ def prontoqa(n: int, seed: int = 0, hops: IntSpec = 5, overshoot: IntSpec = 0) -
     out = []
     for _ in range(n):
         h = rng.randint(lo, hi)
-        out.append(_one(rng, h, rng.randint(olo, ohi) if ohi else 0))
+        out.append(_one(rng, h, rng.randint(olo, ohi) if ohi else 0, quote_properties))
     return out
