@@ -2,10 +2,13 @@
 
     python benchmarks/prontoqa_probe_data.py thin ../shared/data/prontoqa/prontoqa_train.json p0_train.json
     python benchmarks/prontoqa_probe_data.py repeat ../shared/data/prontoqa/prontoqa_train.json rep_train.json
+    python benchmarks/prontoqa_probe_data.py quote ../shared/data/prontoqa/prontoqa_train.json pqv_train.json
 
 `thin` (runs p0, c0, s0) drops every question sentence that no step quotes, keeping the last
 (the query); `repeat` (runs r0, r1) makes a pure copy task: 8 of a question's sentences,
-shuffled, as the question and again as the steps. Validation files: the same on
+shuffled, as the question and again as the steps; `quote` (run v2, "A copy path") writes each
+chain concept's property rules into its step, as `data synth --task prontoqa` does with
+`quote_properties`, but on the real questions. Validation files: the same on
 prontoqa_valid.json with seed 1 (training files use seed 0).
 """
 
@@ -38,15 +41,38 @@ def repeat(example: dict, rng: random.Random, k: int = 8) -> dict:
     return {"question": " ".join(chosen), "steps": chosen, "answer": answer}
 
 
+def _subject(rule: str) -> str:
+    """ "Every gorpus is ..." / "Gorpuses are ..." -> "gorpus"."""
+    words = rule.rstrip(".").split()
+    word = words[1] if words[0] in ("Every", "Each") else words[0].lower()
+    return word[:-2] if word.endswith("uses") else word
+
+
+def quote(example: dict, rng: random.Random) -> dict:
+    """Each step but the last quotes its concept's property rules (the goal rule stays last)."""
+    rules = [
+        s
+        for s in sentences(example["question"])[:-1]
+        if " a " not in s and not s.rstrip(".").endswith("uses")  # not "X is a Y"
+    ]
+    steps = []
+    for step in example["steps"][:-1]:
+        first, rule = step.split(". ", 1)
+        concept = first.split()[-1]
+        extra = [r for r in rules if _subject(r) == concept and r != rule]
+        steps.append(" ".join([first + ".", *extra, rule]))
+    return {**example, "steps": [*steps, example["steps"][-1]]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=("thin", "repeat"))
+    p.add_argument("kind", choices=("thin", "repeat", "quote"))
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     rng = random.Random(args.seed)
-    make = thin if args.kind == "thin" else repeat
+    make = {"thin": thin, "repeat": repeat, "quote": quote}[args.kind]
     out = [make(e, rng) for e in json.load(open(args.src))]
     with open(args.dst, "w") as f:
         json.dump(out, f)
