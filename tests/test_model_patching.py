@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coconutblt.model.patching import layout_from_starts, patch_starts, patch_starts_announced
-from coconutblt.vocab import NUM_BYTES, VOCAB_SIZE
+from coconutblt.vocab import NUM_BYTES, PAD_ID, VOCAB_SIZE
 
 ids_lists = st.lists(
     st.one_of(st.integers(0, 255), st.integers(0, 255), st.integers(NUM_BYTES, VOCAB_SIZE - 1)),
@@ -56,12 +57,13 @@ def test_patches_partition_the_sequence_and_respect_the_cap(ids, mode, cap, seed
 @settings(max_examples=150, deadline=None)
 @given(ids=ids_lists, mode=modes, cap=st.integers(1, 9), seed=st.integers(0, 10_000))
 def test_special_ids_are_alone(ids, mode, cap, seed):
+    """Every special id is a patch of its own, except that a run of padding is one patch."""
     t, starts = starts_for(ids, mode, cap, seed)
     for i, x in enumerate(ids):
         if x >= NUM_BYTES:
-            assert starts[0, i]
+            assert starts[0, i] or (i > 0 and x == ids[i - 1] == PAD_ID)
             if i + 1 < len(ids):
-                assert starts[0, i + 1]
+                assert starts[0, i + 1] or x == ids[i + 1] == PAD_ID
 
 
 @settings(max_examples=150, deadline=None)
@@ -151,3 +153,18 @@ def test_word_and_sentence_shapes():
         if mode == "sentence":  # the answer marker is a patch of its own
             tail = [b"x=3\n", b"### ", b"True"]
         assert pieces == want + tail, mode
+
+
+@pytest.mark.parametrize("mode", ["fixed", "space", "word", "sentence"])
+def test_a_run_of_padding_is_one_patch_up_to_the_cap(mode):
+    """Padding after an example starts one patch (split by the cap), and leaves every
+    boundary before it as it was."""
+    text = list(b"Bob is red. Ann is tall.\n")
+    padded = torch.tensor([text + [PAD_ID] * 23])
+    starts, announced = patch_starts_announced(padded, mode, 8)
+    alone, alone_announced = patch_starts_announced(torch.tensor([text]), mode, 8)
+    n = len(text)
+    assert torch.equal(starts[0, :n], alone[0]) and torch.equal(
+        announced[0, :n], alone_announced[0, :n]
+    )
+    assert starts[0, n:].nonzero().flatten().tolist() == [0, 8, 16]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from coconutblt.vocab import LATENT_ID, NUM_BYTES
+from coconutblt.vocab import LATENT_ID, NUM_BYTES, PAD_ID
 
 
 def _word_byte_table(device: torch.device) -> torch.Tensor:
@@ -75,11 +75,16 @@ def patch_starts_announced(
     if entropies is not None:
         entropies = F.pad(entropies, (0, 1))
     special = ids >= NUM_BYTES
+    # a run of padding is one patch (up to the cap), not a patch per byte: a batch that pads
+    # short examples to its longest would otherwise hand the latent transformer hundreds of
+    # padding positions per row
+    pad = ids == PAD_ID
     ahead = torch.zeros_like(special)  # starts the bytes before decide
     ahead[:, 0] = True
-    ahead[:, 1:] |= special[:, :-1]
+    ahead[:, 1:] |= special[:, :-1] & ~pad[:, :-1]  # the byte after a special, but padding
     now = torch.zeros_like(special)  # starts that depend on the byte itself
-    now[:, 1:] |= special[:, 1:]
+    now[:, 1:] |= special[:, 1:] & ~(pad[:, 1:] & pad[:, :-1])  # a special, but padding on
+    now[:, 1:] |= pad[:, :-1] & ~pad[:, 1:]  # the byte after padding
     if mode == "space":  # a word byte after a non-word byte
         word = _word_byte_table(dev)[ids.clamp(0, 511)]
         now[:, 1:] |= word[:, 1:] & ~word[:, :-1]
