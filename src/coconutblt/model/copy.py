@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from coconutblt.model.patching import PatchLayout
+from coconutblt.vocab import NUM_BYTES
 
-_SPACE, _NEWLINE, _NUM_BYTES = 32, 10, 256
+_SPACE, _NEWLINE = 32, 10
 
 
 class CopyPath(nn.Module):
@@ -113,7 +114,7 @@ def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
     digest = torch.zeros(B, P, dtype=torch.long, device=ids.device)
     digest = digest.scatter_add(1, layout.patch_id, contrib)  # (B, P) one number per patch
     special = torch.zeros(B, P, dtype=torch.long, device=ids.device)
-    special = special.scatter_add(1, layout.patch_id, (ids >= _NUM_BYTES).long())  # (B, P)
+    special = special.scatter_add(1, layout.patch_id, (ids >= NUM_BYTES).long())  # (B, P)
     # thoughts, markers and padding are never quoted
     real = (layout.lengths > 0) & (digest != 0) & (special == 0)  # (B, P)
     r = torch.arange(P, device=ids.device)

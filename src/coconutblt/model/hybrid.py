@@ -212,6 +212,14 @@ class HybridTransformer(nn.Module):
         return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss, pointer_loss)
 
     # ------------------------------------------------------------------ copy path
+    def with_new_parts(self, weights: dict) -> tuple[dict, list[str]]:
+        """`weights` (a state dict) completed with this model's own values for the parts that
+        start as a no-op and that `weights` lacks, and the names added: a copy path may be added
+        to a model trained without one, and it then computes exactly what that model did."""
+        own = self.state_dict()
+        added = [k for k in own if k.startswith("copy.") and k not in weights]
+        return {**weights, **{k: own[k] for k in added}}, added
+
     def copy_pointer(
         self, queries: torch.Tensor, keys: torch.Tensor, key_real: torch.Tensor
     ) -> torch.Tensor:

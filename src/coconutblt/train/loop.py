@@ -294,11 +294,8 @@ class Trainer:
             install_entropy_model(model, t.entropy_model)
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
-            weights = dict(ckpt["model"])
-            added = [k for k in model.state_dict() if k.startswith("copy.") and k not in weights]
-            if added:  # a copy path added to a model trained without one starts as a no-op
-                fresh = model.state_dict()
-                weights.update({k: fresh[k] for k in added})
+            weights, added = model.with_new_parts(ckpt["model"])
+            if added:
                 print(f"init_from: {c.init_from} has no copy path; it starts fresh (a no-op)")
             try:
                 model.load_state_dict(weights)
@@ -532,6 +529,7 @@ class Trainer:
                         "lr": self.optimizer.param_groups[0]["lr"],
                         "bytes_per_s": rate,
                         "stage": 0,
+                        **self.aux_losses,
                     }
                 )
             if t.eval_every and self.state.step % t.eval_every == 0:
