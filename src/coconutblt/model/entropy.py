@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from coconutblt.model.config import EntropyModelConfig
-from coconutblt.model.layers import Block, KVCache, init_weights
+from coconutblt.model.layers import Block, KVCache, init_weights, rope_tables
 from coconutblt.model.patching import entropy_from_logits
+
+ROPE_THETA = 10000.0  # the entropy model's RoPE base (its config has no field for it)
 
 
 class EntropyModel(nn.Module):
@@ -43,8 +45,9 @@ class EntropyModel(nn.Module):
             start = caches[0].length if caches else 0
             positions = torch.arange(start, start + T, device=ids.device).expand(B, T)
         x = self.embed(ids)
+        rope = rope_tables(positions, self.cfg.d_model // self.cfg.n_heads, ROPE_THETA)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, mask, caches[i] if caches else None)
+            x = block(x, rope, mask, caches[i] if caches else None)
         return self.head(self.norm(x))
 
     def entropies(

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coconutblt.model.config import ModelConfig
-from coconutblt.model.layers import Block, KVCache, causal_mask
+from coconutblt.model.layers import Block, KVCache, causal_mask, rope_tables
 
 
 class ContinuousLatentModule(nn.Module):
@@ -73,7 +73,6 @@ class LatentTransformer(nn.Module):
                 cfg.n_heads,
                 cfg.mlp_ratio,
                 cfg.mlp_type,
-                cfg.rope_theta,
                 0,
                 cfg.norm_eps,
             )
@@ -103,8 +102,9 @@ class LatentTransformer(nn.Module):
         """x (B, T, D) patch vectors -> (B, T, D) normalised final states."""
         n = len(self.blocks)
         m = 0
+        rope = rope_tables(positions, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_theta)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, mask, caches[i] if caches else None)
+            x = block(x, rope, mask, caches[i] if caches else None)
             if m < len(self.module_after) and self.module_after[m] == i:
                 x = self.latent_modules[m](x, mask, caches[n + m] if caches else None)
                 m += 1

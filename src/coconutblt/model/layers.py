@@ -1,8 +1,8 @@
 """Transformer parts shared by every stack in the model: RoPE, attention with a KV cache, MLP.
 
-Attention takes explicit positions (for RoPE) and an optional boolean mask, so the same block
-serves full causal training, left-aligned batches of continuous thoughts, and one-position
-decoding steps with a cache.
+Attention takes RoPE tables (computed once per stack call from explicit positions) and an
+optional boolean mask, so the same block serves full causal training, left-aligned batches of
+continuous thoughts, and one-position decoding steps with a cache.
 """
 
 from __future__ import annotations
@@ -41,42 +41,22 @@ class KVCache:
             self.k, self.v = self.k[rows], self.v[rows]
 
 
-def _version(t: torch.Tensor) -> int:
-    """In-place modification counter of t (inference tensors have none: -1)."""
-    return -1 if torch.is_inference(t) else t._version
+RopeTables = tuple[torch.Tensor, torch.Tensor]
+"""(cos, sin) of RoPE for one positions tensor, each (B, T, 1, 1, head_dim // 2) float32."""
 
 
-# the last (positions, version, head_dim, theta, cos, sin): every layer of a stack is called with
-# the same positions tensor, so its tables are computed once per stack call, not once per layer
-_ROPE_MEMO: list[tuple | None] = [None]
-
-
-def rope_cos_sin(
-    positions: torch.Tensor, head_dim: int, theta: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> RopeTables:
     """positions (B, T) int -> cos, sin of shape (B, T, 1, 1, head_dim // 2), float32 (they
     broadcast against q and k as (B, T, 2, H, head_dim // 2)).
 
-    The result for the positions tensor of the previous call (same object, not modified since,
-    same head_dim and theta) is that call's, not recomputed: the values are the same."""
-    memo = _ROPE_MEMO[0]
-    compiling = torch.compiler.is_compiling()
-    if (
-        not compiling
-        and memo is not None
-        and memo[0] is positions
-        and memo[1:4] == (_version(positions), head_dim, theta)
-    ):
-        return memo[4], memo[5]
+    A stack computes them once per call and hands them to each of its blocks: every layer of a
+    stack rotates by the same positions."""
     inv_freq = 1.0 / (
         theta
         ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     )
     angles = positions.to(torch.float32)[..., None] * inv_freq  # (B, T, hd/2)
-    cos, sin = angles.cos()[:, :, None, None], angles.sin()[:, :, None, None]
-    if not compiling:
-        _ROPE_MEMO[0] = (positions, _version(positions), head_dim, theta, cos, sin)
-    return cos, sin
+    return angles.cos()[:, :, None, None], angles.sin()[:, :, None, None]
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -134,15 +114,14 @@ def sliding_window_attention(
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window."""
+    """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window.
 
-    def __init__(
-        self, dim: int, n_heads: int, rope_theta: float = 10000.0, window: int = 0
-    ) -> None:
+    The RoPE tables come from the caller (`rope_tables`, once per stack), not from here."""
+
+    def __init__(self, dim: int, n_heads: int, window: int = 0) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = dim // n_heads
-        self.rope_theta = rope_theta
         self.window = window
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
@@ -150,19 +129,19 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: RopeTables,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """x (B, T, C); positions (B, T) RoPE positions; mask (B, 1, T, S) bool or None for causal.
+        """x (B, T, C); rope: `rope_tables` of the T positions; mask (B, 1, T, S) bool or None
+        for causal.
 
         With a cache and no mask, the new positions follow the cached ones; a single new
         position sees every cached key (the last `window` of them with a window)."""
         B, T, C = x.shape
         H, hd = self.n_heads, self.head_dim
         qkv = self.qkv(x).view(B, T, 3, H, hd)
-        cos, sin = rope_cos_sin(positions, hd, self.rope_theta)  # (B, T, 1, 1, hd/2)
-        qk = apply_rope(qkv[:, :, :2], cos, sin)  # q and k rotated in one go: (B, T, 2, H, hd)
+        qk = apply_rope(qkv[:, :, :2], *rope)  # q and k rotated in one go: (B, T, 2, H, hd)
         q, k = qk.transpose(1, 3).unbind(2)  # (B, H, T, hd) each
         v = qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
@@ -219,32 +198,32 @@ class Block(nn.Module):
         n_heads: int,
         mlp_ratio: float,
         mlp_type: str = "swiglu",
-        rope_theta: float = 10000.0,
         window: int = 0,
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.attn_norm = nn.RMSNorm(dim, eps=eps)
-        self.attn = Attention(dim, n_heads, rope_theta, window)
+        self.attn = Attention(dim, n_heads, window)
         self.mlp_norm = nn.RMSNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio), mlp_type)
 
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
+        rope: RopeTables,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
+        """x (B, T, C); rope: `rope_tables` of the T positions (see `Attention.forward`)."""
         # passes that fill a KV cache run normally: recomputing would append to the cache twice
         if self.activation_checkpointing and cache is None and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
 
-            return checkpoint(self._forward, x, positions, mask, None, use_reentrant=False)
-        return self._forward(x, positions, mask, cache)
+            return checkpoint(self._forward, x, rope, mask, None, use_reentrant=False)
+        return self._forward(x, rope, mask, cache)
 
-    def _forward(self, x, positions, mask, cache):
-        x = x + self.attn(self.attn_norm(x), positions, mask, cache)
+    def _forward(self, x, rope, mask, cache):
+        x = x + self.attn(self.attn_norm(x), rope, mask, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 

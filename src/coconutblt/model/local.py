@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from coconutblt.model.config import ModelConfig
-from coconutblt.model.layers import MLP, Attention, Block, KVCache
+from coconutblt.model.layers import MLP, Attention, Block, KVCache, RopeTables, rope_tables
 from coconutblt.model.patching import PatchLayout
 
 _HASH_BASE = 263
@@ -52,6 +52,11 @@ def fold_ascii_case(ids: torch.Tensor) -> torch.Tensor:
     return torch.where(upper, ids + 32, ids)
 
 
+def local_rope(positions: torch.Tensor, cfg: ModelConfig) -> RopeTables:
+    """RoPE tables of byte positions (B, T) for the local encoder's and decoder's heads."""
+    return rope_tables(positions, cfg.d_local // cfg.local_heads, cfg.rope_theta)
+
+
 class LocalEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -67,7 +72,6 @@ class LocalEncoder(nn.Module):
                 cfg.local_heads,
                 cfg.local_mlp_ratio,
                 "swiglu",
-                cfg.rope_theta,
                 cfg.local_window,
                 cfg.norm_eps,
             )
@@ -107,8 +111,9 @@ class LocalEncoder(nn.Module):
         passes new ids with `caches`, their `mask` and `context` (earlier ids, for the n-gram
         hashes): one body for both."""
         x = self.embed_bytes(ids, context)
+        rope = local_rope(positions, self.cfg)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions, mask, caches[i] if caches else None)
+            x = block(x, rope, mask, caches[i] if caches else None)
         return x
 
     def pool(self, h: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
@@ -193,7 +198,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         dl = cfg.d_local
         self.attn_norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
-        self.attn = Attention(dl, cfg.local_heads, cfg.rope_theta, cfg.local_window)
+        self.attn = Attention(dl, cfg.local_heads, cfg.local_window)
         self.cross = SlotCrossAttention(dl, cfg.local_heads, cfg.norm_eps)
         self.mlp_norm = nn.RMSNorm(dl, eps=cfg.norm_eps)
         self.mlp = MLP(dl, int(dl * cfg.local_mlp_ratio), "swiglu")
@@ -202,12 +207,12 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         slots_kv: tuple[torch.Tensor, torch.Tensor],
-        positions: torch.Tensor,
+        rope: RopeTables,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """slots_kv: `self.cross.keys_values` of the context slots."""
-        x = x + self.attn(self.attn_norm(x), positions, mask, cache)
+        """slots_kv: `self.cross.keys_values` of the context slots; rope: `local_rope`."""
+        x = x + self.attn(self.attn_norm(x), rope, mask, cache)
         x = x + self.cross(x, slots_kv)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -245,6 +250,7 @@ class LocalDecoder(nn.Module):
         `extra` (B, T, dl) is added to the input (the copy path's bytes)."""
         ctx, slots_kv = self.context_inputs(context) if inputs is None else inputs
         x = h + ctx if extra is None else h + ctx + extra
+        rope = local_rope(positions, self.cfg)
         for i, layer in enumerate(self.layers):
-            x = layer(x, slots_kv[i], positions, mask, caches[i] if caches else None)
+            x = layer(x, slots_kv[i], rope, mask, caches[i] if caches else None)
         return self.norm(x)
