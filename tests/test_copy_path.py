@@ -77,6 +77,63 @@ def test_the_pointer_and_the_byte_path_both_get_gradients():
     assert model(ids[:, :30], labels=ids[:, :30]).copy_loss is None
 
 
+def test_a_new_thought_reading_is_a_no_op():
+    """`copy_into_thoughts` added to a copy-path model starts at zero: with thoughts in the
+    input, the logits are those of the model without it."""
+    plain = sentence_model(copy_path=True)
+    reading = sentence_model(copy_path=True, copy_into_thoughts=True)
+    weights, added = reading.with_new_parts(plain.state_dict())
+    assert added == ["copy.thought_read.weight"]
+    reading.load_state_dict(weights)
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, reading(ids).logits)
+
+
+def test_a_thought_reads_the_patch_its_pointer_picks(monkeypatch):
+    """A thought's input is the thought head's plus thought_read(vector of the written patch
+    the pointer picks from the state before it), and a thought is never a source. With the
+    pointer forced onto patch 0 the added input is exactly that patch's vector, mapped; the
+    map and the pointer both learn from the next-byte loss."""
+    model = sentence_model(copy_path=True, copy_into_thoughts=True, thought_head=True)
+    torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
+    # patches: "Bob is red. ", "Ann is tall.\n", a thought, a thought, "Bob"
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    inputs, visibles = [], []
+    real_latent, real_log_probs = model.latent.forward, model.copy.log_probs
+
+    def spy_latent(x, positions, mask=None, caches=None):
+        inputs.append(x)
+        return real_latent(x, positions, mask, caches)
+
+    def point_at_first(queries, keys, visible):
+        if queries.shape[1] == 1:  # a thought's reading (the byte path points from every row)
+            visibles.append(visible[0, 0].clone())
+        out = torch.full_like(real_log_probs(queries, keys, visible), float("-inf"))
+        out[..., 0] = 0.0
+        return out
+
+    monkeypatch.setattr(model.latent, "forward", spy_latent)
+    monkeypatch.setattr(model.copy, "log_probs", point_at_first)
+    with torch.no_grad():
+        model(ids)  # passes: the two written patches, the first thought, the second + "Bob"
+        monkeypatch.undo()
+        first = model.latent(inputs[0], torch.arange(2).expand(1, 2))  # (1, 2, D)
+        want = model.thought_head(first[:, -1]) + model.copy.thought_read(inputs[0][:, 0])
+    torch.testing.assert_close(inputs[1][:, 0], want, rtol=0, atol=0)
+    assert [v.tolist() for v in visibles] == [[True, True], [True, True, False]]
+
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    for p in (model.copy.thought_read.weight, model.copy.query.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_copy_into_thoughts_needs_the_copy_path():
+    with pytest.raises(UserError, match="copy_into_thoughts.*copy_path=true"):
+        ModelConfig(closed_patch_context=True, copy_into_thoughts=True)
+
+
 def test_copy_path_needs_closed_patch_context():
     with pytest.raises(UserError, match="copy_path.*closed_patch_context=true"):
         ModelConfig(copy_path=True)

@@ -19,6 +19,11 @@ How:
 
 The path needs `closed_patch_context`: then a byte's latent row is the one that decodes its
 next byte's patch, and so that byte's offset is known.
+
+Into thoughts (`model.copy_into_thoughts`): a continuous thought replaces a written step, and
+the written step quoted a patch the pointer picked. Its input then adds, through a map that
+starts at zero, the vector of the patch the pointer picks from the state before it, so a
+thought can carry what the quote carried (a rule's sign: RESULTS.md, "A copy path").
 """
 
 from __future__ import annotations
@@ -35,16 +40,22 @@ _SPACE, _NEWLINE = 32, 10
 
 
 class CopyPath(nn.Module):
-    def __init__(self, d_model: int, d_local: int, dim: int, vocab_size: int) -> None:
+    def __init__(
+        self, d_model: int, d_local: int, dim: int, vocab_size: int, into_thoughts: bool = False
+    ) -> None:
         super().__init__()
         self.none_id = vocab_size  # "the source patch has no byte at this offset"
         self.query = nn.Linear(d_model, dim, bias=False)
         self.key = nn.Linear(d_model, dim, bias=False)
         self.byte_embed = nn.Embedding(vocab_size + 1, d_local)
+        self.thought_read = nn.Linear(d_model, d_model, bias=False) if into_thoughts else None
 
     def init_weights(self) -> None:
-        """Zero byte embeddings: the path adds nothing until training finds it useful."""
+        """Zero byte embeddings (and thought map): the path adds nothing until training finds
+        it useful."""
         nn.init.zeros_(self.byte_embed.weight)
+        if self.thought_read is not None:
+            nn.init.zeros_(self.thought_read.weight)
 
     def log_probs(
         self, queries: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor
@@ -57,6 +68,21 @@ class CopyPath(nn.Module):
         scores = scores.masked_fill(~visible, float("-inf"))
         out = scores.log_softmax(-1)
         return torch.where(visible.any(-1, keepdim=True), out, torch.full_like(out, -math.inf))
+
+    def thought_reading(
+        self,
+        state: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        visible: torch.Tensor,
+    ) -> torch.Tensor:
+        """state (B, D) the latent output a thought follows; keys (B, K, D) the latent outputs
+        of the patches before it, values (B, K, D) their input vectors, visible (B, K) the
+        written ones -> (B, D) added to the thought's input: the vector of the patch the
+        pointer picks, mapped (zero where nothing is visible)."""
+        probs = self.log_probs(state[:, None], keys, visible[:, None]).exp()  # (B, 1, K)
+        picked = (probs.to(values.dtype) @ values)[:, 0]  # (B, D)
+        return self.thought_read(picked)
 
     def byte_features(self, probs: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """probs (..., K) pointer weights; source (..., K) the id each pointed patch holds at the

@@ -76,7 +76,7 @@ class HybridTransformer(nn.Module):
         self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
         self.thought_head = nn.Linear(cfg.d_model, cfg.d_model) if cfg.thought_head else None
         self.copy = (
-            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size)
+            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size, cfg.copy_into_thoughts)
             if cfg.copy_path
             else None
         )
@@ -300,9 +300,31 @@ class HybridTransformer(nn.Module):
         return table.gather(1, index.unsqueeze(-1).expand(-1, -1, D))
 
     # ------------------------------------------------------------------ continuous thoughts
-    def thought_input(self, state: torch.Tensor) -> torch.Tensor:
-        """(..., D) final latent state -> (..., D) input vector of a following `<|latent|>`."""
-        return state if self.thought_head is None else self.thought_head(state)
+    def thought_input(self, state: torch.Tensor, read: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) final latent state -> (..., D) input vector of a following `<|latent|>`;
+        `read` (`thought_reading`) is added to it."""
+        x = state if self.thought_head is None else self.thought_head(state)
+        return x if read is None else x + read
+
+    @property
+    def reads_into_thoughts(self) -> bool:
+        return self.copy is not None and self.copy.thought_read is not None
+
+    def thought_reading(
+        self,
+        state: torch.Tensor,
+        outputs: torch.Tensor,
+        patches: torch.Tensor,
+        written: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """What a thought that follows `state` (B, D) reads through the copy pointer
+        (`model.copy_into_thoughts`), or None without it: outputs (B, K, D) and patches
+        (B, K, D) are the latent outputs and input vectors of the K positions before the
+        thought, written (B, K) those that are real written patches (not thoughts, not
+        padding). Training, prefill and decoding all call this."""
+        if not self.reads_into_thoughts:
+            return None
+        return self.copy.thought_reading(state, outputs, patches, written)
 
     def run_latent(self, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
         """x (B, P, D) patch vectors; is_thought (B, P) -> (B, P, D) final latent states.
@@ -337,7 +359,8 @@ class HybridTransformer(nn.Module):
             mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
             return self.latent(chunk, pos_a[:, start:stop], mask, caches)
 
-        out_a = self.run_thought_passes(xa, thought_a, thought_cols, run)  # (B, Pa, D)
+        written = valid & ~thought_a  # (B, Pa) what a thought may read
+        out_a = self.run_thought_passes(xa, thought_a, thought_cols, run, written)  # (B, Pa, D)
         return out_a.gather(1, dest.unsqueeze(-1).expand(-1, -1, D))
 
     def run_thought_passes(
@@ -346,13 +369,15 @@ class HybridTransformer(nn.Module):
         is_thought: torch.Tensor,
         cuts: list[int],
         run: Callable[[torch.Tensor, int, int], torch.Tensor],
+        written: torch.Tensor,
     ) -> torch.Tensor:
         """x (B, P, D) patch vectors -> (B, P, D) latent outputs, one pass per span between
         `cuts` (sorted columns where some row has a thought). At a cut, rows whose patch there
         is a thought (`is_thought` (B, P)) get the previous pass's last output (through
         `thought_input`) as input instead. `run(chunk, start, stop)` runs the latent
         transformer on columns start..stop-1 with the caller's positions, mask and caches:
-        training (`run_latent`) and the cached prefill share this loop."""
+        training (`run_latent`) and the cached prefill share this loop. `written` (B, P): the
+        real written patches, which a thought may read (`thought_reading`)."""
         outs: list[torch.Tensor] = []
         start = 0
         for stop in [*cuts, x.shape[1]]:
@@ -360,7 +385,10 @@ class HybridTransformer(nn.Module):
                 continue
             chunk = x[:, start:stop]
             if start in cuts and start > 0:
-                last = self.thought_input(outs[-1][:, -1])  # (B, D)
+                state = outs[-1][:, -1]  # (B, D)
+                before = torch.cat(outs, dim=1) if self.reads_into_thoughts else None
+                read = self.thought_reading(state, before, x[:, :start], written[:, :start])
+                last = self.thought_input(state, read)  # (B, D)
                 fed = torch.where(is_thought[:, start, None], last, chunk[:, 0])  # (B, D)
                 chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)
             outs.append(run(chunk, start, stop))
