@@ -34,6 +34,14 @@ def test_closed_form_matches_meta_count(preset):
             ngram_sizes=[3, 4],
             mlp_type="gelu",
         ),
+        dict(thought_head=True),
+        dict(
+            patcher="sentence",
+            closed_patch_context=True,
+            copy_path=True,
+            copy_into_thoughts=True,
+            thought_head=True,
+        ),
     ],
 )
 def test_closed_form_per_component(overrides):

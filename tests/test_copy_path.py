@@ -160,4 +160,4 @@ def test_init_from_a_checkpoint_without_the_path(tmp_path, capsys):
     argv = ["train", *common, "model.copy_path=true"]
     argv += [f"curriculum.init_from={tmp_path / 'a' / 'final.pt'}", "--out", str(tmp_path / "b")]
     assert main(argv) == 0
-    assert "has no copy path; it starts fresh" in capsys.readouterr().out
+    assert "lacks copy.query.weight, copy.key.weight" in capsys.readouterr().out

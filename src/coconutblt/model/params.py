@@ -36,11 +36,15 @@ def estimate_counts(cfg: ModelConfig) -> dict[str, int]:
         cfg.n_layers * _block(D, int(D * cfg.mlp_ratio), cfg.mlp_type) + D + D
     )  # + final norm + bos
     latent += n_modules * (cfg.c_thought * m + 4 * D * m + 2 * D)
+    if cfg.thought_head:
+        latent += D * D + D
     dec_layer = (
         (4 * dl * dl + dl) + (4 * dl * dl + dl) + (3 * dl * hl + dl)
     )  # self-attn, cross, mlp
     decoder = D * dl + D * cfg.cross_attn_k * dl + cfg.decoder_layers * dec_layer + dl
     heads = dl * V
+    if cfg.copy_path:  # pointer query and key, byte embeddings (+ "none"), the thought map
+        heads += 2 * D * cfg.copy_dim + (V + 1) * dl + (D * D if cfg.copy_into_thoughts else 0)
     patcher = 0
     if cfg.patcher == "entropy":
         if cfg.entropy_patcher.estimator == "learned":
@@ -63,9 +67,9 @@ def estimate_counts(cfg: ModelConfig) -> dict[str, int]:
 
 def _component(name: str) -> str:
     top = name.split(".")[0]
-    if top in ("lm_head", "estimator"):
+    if top in ("lm_head", "estimator", "copy"):
         return "heads"
-    if top == "bos_latent":
+    if top in ("bos_latent", "thought_head"):
         return "latent"
     if top == "entropy_model":
         return "patcher"

@@ -296,12 +296,15 @@ class Trainer:
             ckpt = read_checkpoint(c.init_from)
             weights, added = model.with_new_parts(ckpt["model"])
             if added:
-                print(f"init_from: {c.init_from} has no copy path; it starts fresh (a no-op)")
+                print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start as a no-op")
             try:
                 model.load_state_dict(weights)
             except RuntimeError as exc:
+                # torch's first line only says "Error(s) in loading state_dict": name the keys
+                detail = " ".join(line.strip() for line in str(exc).splitlines()[1:])[:400]
                 raise UserError(
-                    f"{c.init_from}: weights do not fit this model config ({str(exc).splitlines()[0]})"
+                    f"{c.init_from}: weights do not fit this model config ({detail}); "
+                    "give the model.* settings the checkpoint was trained with"
                 ) from None
         return model
 
