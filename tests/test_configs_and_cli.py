@@ -39,6 +39,7 @@ def test_closed_form_matches_meta_count(preset):
             patcher="sentence",
             closed_patch_context=True,
             copy_path=True,
+            copy_into_thoughts=True,
             thought_head=True,
         ),
     ],

@@ -77,6 +77,89 @@ def test_the_pointer_and_the_byte_path_both_get_gradients():
     assert model(ids[:, :30], labels=ids[:, :30]).copy_loss is None
 
 
+def test_a_new_thought_reading_is_a_no_op():
+    """`copy_into_thoughts` added to a copy-path model starts at zero: with thoughts in the
+    input, the logits are those of the model without it."""
+    plain = sentence_model(copy_path=True)
+    reading = sentence_model(copy_path=True, copy_into_thoughts=True)
+    weights, added = reading.with_new_parts(plain.state_dict())
+    assert added == ["copy.thought_read.weight"]
+    reading.load_state_dict(weights)
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, reading(ids).logits)
+
+
+def test_a_thought_reads_the_patch_its_pointer_picks(monkeypatch):
+    """A thought's input is the thought head's plus thought_read(vector of the written patch
+    the pointer picks from the state before it), and a thought is never a source. With the
+    pointer forced onto patch 0 the added input is exactly that patch's vector, mapped; the
+    map and the pointer both learn from the next-byte loss."""
+    model = sentence_model(copy_path=True, copy_into_thoughts=True, thought_head=True)
+    torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
+    # patches: "Bob is red. ", "Ann is tall.\n", a thought, a thought, "Bob"
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    inputs, visibles = [], []
+    real_latent, real_log_probs = model.latent.forward, model.copy.log_probs
+
+    def spy_latent(x, positions, mask=None, caches=None):
+        inputs.append(x)
+        return real_latent(x, positions, mask, caches)
+
+    def point_at_first(queries, keys, visible):
+        if queries.shape[1] == 1:  # a thought's reading (the byte path points from every row)
+            visibles.append(visible[0, 0].clone())
+        out = torch.full_like(real_log_probs(queries, keys, visible), float("-inf"))
+        out[..., 0] = 0.0
+        return out
+
+    monkeypatch.setattr(model.latent, "forward", spy_latent)
+    monkeypatch.setattr(model.copy, "log_probs", point_at_first)
+    with torch.no_grad():
+        model(ids)  # passes: the two written patches, the first thought, the second + "Bob"
+        monkeypatch.undo()
+        first = model.latent(inputs[0], torch.arange(2).expand(1, 2))  # (1, 2, D)
+        want = model.thought_head(first[:, -1]) + model.copy.thought_read(inputs[0][:, 0])
+    torch.testing.assert_close(inputs[1][:, 0], want, rtol=0, atol=0)
+    assert [v.tolist() for v in visibles] == [[True, True], [True, True, False]]
+
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    for p in (model.copy.thought_read.weight, model.copy.query.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_the_thoughts_pointers_learn_the_quotes_of_the_steps_they_replace(monkeypatch):
+    """Given each thought's quote, the loss is -log(pointer mass on the patch holding it) for
+    the thoughts whose quote is a patch before them (here the first: "Ann is tall."; the
+    second's quote is in no patch), and it trains the pointer; without quotes there is none."""
+    model = sentence_model(copy_path=True, copy_into_thoughts=True)
+    torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    quotes = torch.tensor([[encode("Ann is tall."), encode("Nobody.     ")]])  # (1, 2, 12)
+    pointers = []
+    real_log_probs = model.copy.log_probs
+
+    def spy(queries, keys, visible):
+        out = real_log_probs(queries, keys, visible)
+        if queries.shape[1] == 1:
+            pointers.append(out[0, 0])
+        return out
+
+    monkeypatch.setattr(model.copy, "log_probs", spy)
+    out = model(ids, labels=ids, thought_quotes=quotes)
+    assert out.thought_copy_loss is not None
+    torch.testing.assert_close(out.thought_copy_loss, -pointers[0][1], rtol=0, atol=0)
+    out.thought_copy_loss.backward()
+    assert model.copy.query.weight.grad.abs().sum() > 0
+    assert model(ids, labels=ids).thought_copy_loss is None
+
+
+def test_copy_into_thoughts_needs_the_copy_path():
+    with pytest.raises(UserError, match="copy_into_thoughts.*copy_path=true"):
+        ModelConfig(closed_patch_context=True, copy_into_thoughts=True)
+
+
 def test_copy_path_needs_closed_patch_context():
     with pytest.raises(UserError, match="copy_path.*closed_patch_context=true"):
         ModelConfig(copy_path=True)
@@ -104,3 +187,37 @@ def test_init_from_a_checkpoint_without_the_path(tmp_path, capsys):
     argv += [f"curriculum.init_from={tmp_path / 'a' / 'final.pt'}", "--out", str(tmp_path / "b")]
     assert main(argv) == 0
     assert "lacks copy.query.weight, copy.key.weight" in capsys.readouterr().out
+
+
+def test_coconut_stages_read_into_thoughts(tmp_path, capsys):
+    """A Coconut run that reads into thoughts, from a CoT run with a copy path: the new map is
+    added as a no-op and the thoughts' pointers train on the replaced steps' quotes (ProntoQA
+    steps end with a rule quoted from the question)."""
+    common = [
+        *TINY_RUN_MODEL,
+        "model.patcher=sentence",
+        "model.max_patch_size=40",
+        "model.max_seq_len=1024",
+        "model.closed_patch_context=true",
+        "model.copy_path=true",
+        "data.seq_len=1024",
+        "data.synth_task=prontoqa",
+        "data.synth_args={hops: [1, 2]}",
+        "data.synth_n=8",
+        "data.synth_val_n=2",
+        "data.max_val_examples=2",
+        "training.batch_size=4",
+        "training.log_every=1",
+        "training.eval_max_new_tokens=8",
+        "--no-progress",
+    ]
+    cot = ["curriculum.mode=cot", "curriculum.num_epochs=1"]
+    assert main(["train", *common, *cot, "--out", str(tmp_path / "cot")]) == 0
+    argv = ["train", *common, "curriculum.mode=coconut", "curriculum.max_latent_stage=1"]
+    argv += ["curriculum.start_stage=1", "curriculum.num_epochs=1"]
+    argv += ["model.copy_into_thoughts=true"]
+    argv += [f"curriculum.init_from={tmp_path / 'cot' / 'final.pt'}"]
+    assert main([*argv, "--out", str(tmp_path / "coconut")]) == 0
+    assert "lacks copy.thought_read.weight" in capsys.readouterr().out
+    records = (tmp_path / "coconut" / "metrics.jsonl").read_text()
+    assert '"thought_copy_loss"' in records

@@ -256,3 +256,20 @@ def test_extract_answer(text: str, answer: str) -> None:
 def test_extract_answer_from_generated_ids() -> None:
     staged = format_example(EX, 1, StageConfig())
     assert extract_answer(decode_text(staged.input_ids)) == "7"
+
+
+def test_each_thought_carries_the_quote_of_the_step_it_replaces():
+    """A thought's pointer target (`model.copy_into_thoughts`) is the last sentence of its
+    step, on the step's last thought; the collated tensor pads quotes and rows with PAD."""
+    ex = Example("Q", ["Bob is a cat. Cats are red.", "Bob is red."], "True")
+    one = format_example(ex, 2, StageConfig("coconut", c_thought=1, max_latent_stage=2))
+    assert one.thought_quotes == ("Cats are red.", "Bob is red.")
+    two = format_example(ex, 1, StageConfig("coconut", c_thought=2, max_latent_stage=2))
+    assert two.thought_quotes == ("", "Cats are red.")
+    cot = format_example(ex, 0, StageConfig("cot"))
+    assert cot.thought_quotes == ()
+    batch = collate([one, two, cot])["thought_quotes"]
+    assert batch.shape == (3, 2, len("Cats are red."))
+    assert decode_text(batch[0, 1, : len("Bob is red.")].tolist()) == "Bob is red."
+    assert (batch[0, 1, len("Bob is red.") :] == PAD_ID).all()
+    assert (batch[1, 0] == PAD_ID).all() and (batch[2] == PAD_ID).all()

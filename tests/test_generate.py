@@ -53,6 +53,9 @@ CONFIGS = {
         patcher="sentence", closed_patch_context=True, copy_path=True, thought_head=True
     ),
     "word-closed-copy": dict(patcher="word", closed_patch_context=True, copy_path=True),
+    "word-closed-copy-into-thoughts": dict(
+        patcher="word", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
+    ),
     "entropy-model-closed": dict(patcher="entropy", closed_patch_context=True),
     "entropy-learned-relative-closed": dict(
         patcher="entropy",
@@ -82,6 +85,8 @@ def build(name: str) -> HybridTransformer:
         torch.nn.init.normal_(model.thought_head.weight, std=0.3)
     if model.copy is not None:  # byte embeddings start at zero: the path would add nothing
         torch.nn.init.normal_(model.copy.byte_embed.weight, std=1.0)
+        if model.copy.thought_read is not None:  # it starts at zero too
+            torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
     if model.config.patcher == "entropy":
         with torch.no_grad():
             calibrate(model)

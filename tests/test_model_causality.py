@@ -36,6 +36,9 @@ VARIANTS = {
         patcher="word", closed_patch_context=True, max_patch_size=4, copy_path=True
     ),
     "fixed-closed-copy": dict(patcher="fixed", closed_patch_context=True, copy_path=True),
+    "fixed-closed-copy-into-thoughts": dict(
+        patcher="fixed", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
+    ),
 }
 
 
@@ -44,6 +47,8 @@ def build(variant: str, seed: int = 0) -> HybridTransformer:
     model = HybridTransformer(tiny_config(**VARIANTS[variant])).eval()
     if model.copy is not None:  # its byte embeddings start at zero: make the path count
         torch.nn.init.normal_(model.copy.byte_embed.weight, std=1.0)
+        if model.copy.thought_read is not None:
+            torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
     if model.config.patcher == "entropy" and model.config.entropy_patcher.rule == "global":
         # put the threshold at the median entropy so that patches have varied lengths
         ids = torch.randint(0, 256, (4, 64))

@@ -89,7 +89,7 @@ def test_thoughts_equal_slow_reference_logits_and_gradients(name, monkeypatch):
     fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
 
-    monkeypatch.setattr(model, "run_latent", lambda x, t: slow_run_latent(model, x, t))
+    monkeypatch.setattr(model, "run_latent", lambda x, t, *_: slow_run_latent(model, x, t))
     ref = model(ids, labels=labels_for(ids))
     ref.loss.backward()
     torch.testing.assert_close(out.logits, ref.logits, atol=2e-5, rtol=1e-4)
@@ -104,14 +104,18 @@ def test_reference_would_notice_a_detached_thought_chain(monkeypatch):
     model = build("fixed")
     ids = pad_batch(BATCH)
     fed = []
-    monkeypatch.setattr(model, "run_latent", lambda x, t: slow_run_latent(model, x, t, fed_log=fed))
+    monkeypatch.setattr(
+        model, "run_latent", lambda x, t, *_: slow_run_latent(model, x, t, fed_log=fed)
+    )
     model(ids, labels=labels_for(ids)).loss.backward()
     # every fed-back state (3 + 5 + 1 thoughts, in order) receives gradient from the loss
     assert len(fed) == 9
     assert all(h.grad is not None and h.grad.abs().sum() > 0 for h in fed)
     full = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    monkeypatch.setattr(model, "run_latent", lambda x, t: slow_run_latent(model, x, t, detach=True))
+    monkeypatch.setattr(
+        model, "run_latent", lambda x, t, *_: slow_run_latent(model, x, t, detach=True)
+    )
     model(ids, labels=labels_for(ids)).loss.backward()
     assert any(not torch.allclose(full[n], p.grad, atol=1e-6) for n, p in model.named_parameters())
 

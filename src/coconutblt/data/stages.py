@@ -177,6 +177,9 @@ class StagedExample:
     answer: str
     n_question: int = 0  # bytes of the question text (+ its newline) right after BOS
     n_answer: int = 0  # bytes of the answer after "### ", and the EOS, at the end of the target
+    # per thought: the sentence the step it replaces ends with (its last thought of the step;
+    # "" for the others), the target of its pointer with `model.copy_into_thoughts`
+    thought_quotes: tuple[str, ...] = ()
 
     def question_labels(self) -> list[int]:
         """Labels for a language-model loss on the question's bytes only (-100 elsewhere).
@@ -212,6 +215,13 @@ def format_example(
     thoughts = [cfg.thought_id] * n_latents
     prompt += [START_LATENT_ID, *thoughts, END_LATENT_ID] if cfg.uses_markers else thoughts
     target = encode(_target_text(example, skip)) + [EOS_ID]
+    per_step = max(1, cfg.c_thought)
+    quotes = tuple(
+        last_sentence(example.steps[i // per_step])
+        if i % per_step == per_step - 1 and i // per_step < skip
+        else ""
+        for i in range(n_latents if cfg.thought_id == LATENT_ID else 0)
+    )
     return StagedExample(
         prompt_ids=prompt,
         target_ids=target,
@@ -222,13 +232,20 @@ def format_example(
         answer=example.answer,
         n_question=len(question),
         n_answer=len(encode(example.answer)) + 1,
+        thought_quotes=quotes,
     )
+
+
+def last_sentence(step: str) -> str:
+    """The step's last sentence ("Alex is a tumpus. Tumpuses are gorpuses." -> "Tumpuses are
+    gorpuses."): what a reasoning step quotes last from the question, when it quotes."""
+    return step.strip().rsplit(". ", 1)[-1]
 
 
 def collate(staged: list[StagedExample], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
     """Right-padded LongTensors `input_ids`, `labels` (-100 at pads), `question_labels` and
-    `answer_labels` (the question's and the answer's bytes, for the optional extra losses) and
-    `attention_mask`."""
+    `answer_labels` (the question's and the answer's bytes, for the optional extra losses),
+    `attention_mask` and `thought_quotes` (B, N, L): each thought's quote, PAD-padded."""
     if not staged:
         raise ValueError("collate needs at least one example")
     width = max(len(s.input_ids) for s in staged)
@@ -244,12 +261,20 @@ def collate(staged: list[StagedExample], pad_id: int = PAD_ID) -> dict[str, torc
         question_labels[row, :n] = torch.tensor(s.question_labels(), dtype=torch.long)
         answer_labels[row, :n] = torch.tensor(s.answer_labels(), dtype=torch.long)
         mask[row, :n] = 1
+    quotes = [[encode(q) for q in s.thought_quotes] for s in staged]
+    n_quotes = max(len(q) for q in quotes)
+    quote_len = max([1, *(len(t) for q in quotes for t in q)])
+    thought_quotes = torch.full((len(staged), n_quotes, quote_len), pad_id, dtype=torch.long)
+    for row, q in enumerate(quotes):
+        for i, t in enumerate(q):
+            thought_quotes[row, i, : len(t)] = torch.tensor(t, dtype=torch.long)
     return {
         "input_ids": input_ids,
         "labels": labels,
         "question_labels": question_labels,
         "answer_labels": answer_labels,
         "attention_mask": mask,
+        "thought_quotes": thought_quotes,
     }
 
 

@@ -252,7 +252,8 @@ class DecodeState:
         C = int(closed.max())
         col = torch.arange(C, device=dev)
         is_thought = thought_patches(ids, layout)[:, :C] & (col < closed[:, None])
-        outs = self._prefill_latent(patches[:, :C], is_thought, closed.tolist())  # (B, C, D)
+        written = (col < closed[:, None]) & ~is_thought  # (B, C) what a thought may read
+        outs = self._prefill_latent(patches[:, :C], is_thought, closed.tolist(), written)
         table = F.pad(outs, (0, 0, 0, layout.num_patches - C))  # padding bytes' patches too
         context = model.previous_patch_context(table, layout, closes)  # (B, T, D)
         if C:  # rows with no closed patch keep bos_latent, the context before any patch
@@ -269,6 +270,8 @@ class DecodeState:
         copy_in = None
         if model.copy is not None:
             copy_in = self._prefill_copy(ids, layout, closes, outs, closed)  # (B, T, dl)
+            self.copy_values = patches[:, :C]  # (B, C, D) input vectors of the closed patches
+            self.copy_written = written  # (B, C)
         logits = self._decode(h, context, positions, mask, extra=copy_in)  # (B, T, V)
         self.bytes.commit(None, lens)
 
@@ -284,17 +287,19 @@ class DecodeState:
         last = torch.tensor(lens, device=dev) - 1
         return logits[torch.arange(B, device=dev), last]
 
-    def _prefill_latent(self, x: torch.Tensor, is_thought: torch.Tensor, closed: list[int]):
+    def _prefill_latent(
+        self, x: torch.Tensor, is_thought: torch.Tensor, closed: list[int], written: torch.Tensor
+    ):
         """Closed prompt patches x (B, C, D) (row b's first closed[b] are real) -> latent
         outputs (B, C, D); a thought's input is the output at the position before it, so each
         column where some row has a thought (is_thought (B, C)) starts a new pass of every row.
         Columns past a row's patches are computed and cached too, then overwritten: the
-        row's cache length is its own count."""
+        row's cache length is its own count. `written` (B, C): what a thought may read."""
         if x.shape[1] == 0:
             return x
         cuts = torch.nonzero(is_thought.any(0)).flatten().tolist()
         out = self.model.run_thought_passes(
-            x, is_thought, cuts, lambda chunk, start, stop: self._latent(None, chunk)
+            x, is_thought, cuts, lambda chunk, start, stop: self._latent(None, chunk), written
         )
         self.latent.lengths = list(closed)
         return out
@@ -324,9 +329,18 @@ class DecodeState:
         self.copy_probs = latest * (closed > 0)[:, None]  # rows with no closed patch: nothing
         return copy_in
 
-    def _close_copy(self, sel, rows: list[int] | None, ids: torch.Tensor, out: torch.Tensor):
-        """Record a just-closed patch (its ids (r, cap), its latent state out (r, D)) for
-        `rows` and point their new latest state over every closed patch."""
+    def _close_copy(
+        self,
+        sel,
+        rows: list[int] | None,
+        ids: torch.Tensor,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        written: torch.Tensor,
+    ):
+        """Record a just-closed patch (its ids (r, cap), its latent state out (r, D), its input
+        vector x (r, D), whether it is written (r,), not a thought) for `rows` and point their
+        new latest state over every closed patch."""
         n = torch.tensor(self.latent.lengths, device=self.device)[sel]  # (r,) counts, with it
         K = int(n.max())
         grow = K - self.copy_states.shape[1]
@@ -334,9 +348,13 @@ class DecodeState:
             self.copy_states = F.pad(self.copy_states, (0, 0, 0, grow))
             self.copy_ids = F.pad(self.copy_ids, (0, 0, 0, grow), value=self.model.copy.none_id)
             self.copy_probs = F.pad(self.copy_probs, (0, grow))
+            self.copy_values = F.pad(self.copy_values, (0, 0, 0, grow))
+            self.copy_written = F.pad(self.copy_written, (0, grow))
         idx = torch.arange(len(n), device=self.device) if rows is None else sel
         self.copy_states[idx, n - 1] = out
         self.copy_ids[idx, n - 1] = ids
+        self.copy_values[idx, n - 1] = x
+        self.copy_written[idx, n - 1] = written
         keys = self.copy_states[sel]  # (r, K', D)
         real = torch.arange(keys.shape[1], device=self.device)[None] < n[:, None]  # (r, K')
         pointer = self.model.copy.log_probs(out[:, None], keys, real[:, None])  # (r, 1, K')
@@ -400,8 +418,18 @@ class DecodeState:
         x = self.model.encoder.pool(h, layout)  # (r, 1, D)
         done = torch.tensor(self.latent.lengths, device=self.device)[sel]  # closed patches so far
         feed = (self.open_thought[sel] & (done > 0))[:, None, None]
-        # a thought reads the last output
-        fed = self.model.thought_input(self.last_out[sel])[:, None]  # (r, 1, D)
+        # a thought reads the last output (and, into_thoughts, the patch its pointer picks)
+        state = self.last_out[sel]  # (r, D)
+        read = None
+        if self.model.reads_into_thoughts and bool(feed.any()):
+            K = self.copy_states.shape[1]
+            seen = torch.arange(K, device=self.device)[None] < done[:, None]  # (r, K)
+            written = self.copy_written[sel] & seen
+            read = self.model.thought_reading(
+                state, self.copy_states[sel], self.copy_values[sel], written
+            )
+        fed = self.model.thought_input(state, read)[:, None]  # (r, 1, D)
+        patch = x[:, 0]  # (r, D) the pooled bytes, before a thought's input replaces them
         x = torch.where(feed, fed, x)
         out = self._latent(rows, x)[:, 0]  # (r, D)
         self.last_out[sel] = out
@@ -409,7 +437,7 @@ class DecodeState:
             ids = self.open_ids[sel].masked_fill(
                 torch.arange(cap, device=self.device)[None] >= n[:, None], self.model.copy.none_id
             )
-            self._close_copy(sel, rows, ids, out)
+            self._close_copy(sel, rows, ids, out, patch, ~feed[:, 0, 0])
         self._ctx = None
         self.open_len[sel] = 0
         self.open_ids[sel] = PAD_ID
@@ -423,7 +451,7 @@ class DecodeState:
         names = ["open_h", "open_len", "open_thought", "open_ids", "last_out", "recent"]
         names += ["recent_ent"]
         if self.model.copy is not None:
-            names += ["copy_states", "copy_ids", "copy_probs"]
+            names += ["copy_states", "copy_ids", "copy_probs", "copy_values", "copy_written"]
         for name in names:
             setattr(self, name, getattr(self, name)[index])
         self._ctx = None

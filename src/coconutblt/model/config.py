@@ -114,6 +114,9 @@ class ModelConfig:
     copy_path: bool = False
     copy_dim: int = 64  # width of the pointer's query and key
     copy_loss_weight: float = 1.0
+    # a continuous thought also reads the patch the pointer picks from the state before it
+    # (its vector, through a map that starts at zero): what a written step would have quoted
+    copy_into_thoughts: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):
@@ -161,6 +164,11 @@ class ModelConfig:
                     "copy_path",
                     "needs closed_patch_context=true (a byte must know which patch it writes); "
                     "set model.closed_patch_context=true",
+                ),
+                (
+                    self.copy_path or not self.copy_into_thoughts,
+                    "copy_into_thoughts",
+                    "reads through the copy path's pointer; set model.copy_path=true",
                 ),
                 (
                     all(n >= 1 for n in self.ngram_sizes),

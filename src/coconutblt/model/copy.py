@@ -19,6 +19,11 @@ How:
 
 The path needs `closed_patch_context`: then a byte's latent row is the one that decodes its
 next byte's patch, and so that byte's offset is known.
+
+Into thoughts (`model.copy_into_thoughts`): a continuous thought replaces a written step, and
+the written step quoted a patch the pointer picked. Its input then adds, through a map that
+starts at zero, the vector of the patch the pointer picks from the state before it, so a
+thought can carry what the quote carried (a rule's sign: RESULTS.md, "A copy path").
 """
 
 from __future__ import annotations
@@ -35,16 +40,22 @@ _SPACE, _NEWLINE = 32, 10
 
 
 class CopyPath(nn.Module):
-    def __init__(self, d_model: int, d_local: int, dim: int, vocab_size: int) -> None:
+    def __init__(
+        self, d_model: int, d_local: int, dim: int, vocab_size: int, into_thoughts: bool = False
+    ) -> None:
         super().__init__()
         self.none_id = vocab_size  # "the source patch has no byte at this offset"
         self.query = nn.Linear(d_model, dim, bias=False)
         self.key = nn.Linear(d_model, dim, bias=False)
         self.byte_embed = nn.Embedding(vocab_size + 1, d_local)
+        self.thought_read = nn.Linear(d_model, d_model, bias=False) if into_thoughts else None
 
     def init_weights(self) -> None:
-        """Zero byte embeddings: the path adds nothing until training finds it useful."""
+        """Zero byte embeddings (and thought map): the path adds nothing until training finds
+        it useful."""
         nn.init.zeros_(self.byte_embed.weight)
+        if self.thought_read is not None:
+            nn.init.zeros_(self.thought_read.weight)
 
     def log_probs(
         self, queries: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor
@@ -57,6 +68,21 @@ class CopyPath(nn.Module):
         scores = scores.masked_fill(~visible, float("-inf"))
         out = scores.log_softmax(-1)
         return torch.where(visible.any(-1, keepdim=True), out, torch.full_like(out, -math.inf))
+
+    def thought_reading(
+        self,
+        state: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        visible: torch.Tensor,
+    ) -> torch.Tensor:
+        """state (B, D) the latent output a thought follows; keys (B, K, D) the latent outputs
+        of the patches before it, values (B, K, D) their input vectors, visible (B, K) the
+        written ones -> ((B, D) added to the thought's input: the vector of the patch the
+        pointer picks, mapped (zero where nothing is visible); the pointer (B, K), log-probs)."""
+        log_probs = self.log_probs(state[:, None], keys, visible[:, None])  # (B, 1, K)
+        picked = (log_probs.exp().to(values.dtype) @ values)[:, 0]  # (B, D)
+        return self.thought_read(picked), log_probs[:, 0]
 
     def byte_features(self, probs: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """probs (..., K) pointer weights; source (..., K) the id each pointed patch holds at the
@@ -98,25 +124,45 @@ def source_at(table: torch.Tensor, offset: torch.Tensor, none_id: int) -> torch.
     return got.masked_fill((offset >= cap)[:, :, None], none_id)
 
 
-def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
-    """(B, P - 1, P) bool: row r's next patch (r+1) has the same bytes as patch j <= r, spaces
-    and newlines aside (a quoted fact ends in a newline where the question has a space).
-    Patches holding a special id (a thought, a marker, padding) are neither."""
-    B, T = ids.shape
-    pos = torch.arange(T, device=ids.device).expand(B, T)
-    offset = (pos - layout.starts.gather(1, layout.patch_id)).clamp(0, 255)  # (B, T)
+def _byte_digests(ids: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """ids, offset (..., T) -> (..., T): each byte's share of its text's digest: its id times a
+    fixed random weight per offset; spaces, newlines and special ids count 0."""
     gen = torch.Generator().manual_seed(0)
     weights = torch.randint(1, 2**31 - 1, (256,), generator=gen, dtype=torch.long)
     weights = weights.to(ids.device)
-    content = (ids != _SPACE) & (ids != _NEWLINE)
-    contrib = (ids + 1) * weights[offset] * content  # (B, T) an id times a weight per offset
+    content = (ids != _SPACE) & (ids != _NEWLINE) & (ids < NUM_BYTES)
+    return (ids + 1) * weights[offset.clamp(0, 255)] * content
+
+
+def patch_digests(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
+    """ids (B, T) -> (B, P): one number per patch, equal for patches with the same bytes,
+    spaces and newlines aside (a quoted fact ends in a newline where the question has a
+    space); 0 for patches holding a special id (a thought, a marker, padding): never quoted."""
+    B, T = ids.shape
+    pos = torch.arange(T, device=ids.device).expand(B, T)
+    offset = pos - layout.starts.gather(1, layout.patch_id)  # (B, T)
     P = layout.lengths.shape[1]
     digest = torch.zeros(B, P, dtype=torch.long, device=ids.device)
-    digest = digest.scatter_add(1, layout.patch_id, contrib)  # (B, P) one number per patch
+    digest = digest.scatter_add(1, layout.patch_id, _byte_digests(ids, offset))  # (B, P)
     special = torch.zeros(B, P, dtype=torch.long, device=ids.device)
     special = special.scatter_add(1, layout.patch_id, (ids >= NUM_BYTES).long())  # (B, P)
-    # thoughts, markers and padding are never quoted
-    real = (layout.lengths > 0) & (digest != 0) & (special == 0)  # (B, P)
+    return digest.masked_fill((special > 0) | (layout.lengths == 0), 0)
+
+
+def text_digests(texts: torch.Tensor) -> torch.Tensor:
+    """texts (..., L) byte ids from offset 0, padded with special ids -> (...) digests in the
+    scale of `patch_digests` (0 for an empty text)."""
+    offset = torch.arange(texts.shape[-1], device=texts.device).expand_as(texts)
+    return _byte_digests(texts, offset).sum(-1)
+
+
+def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
+    """(B, P - 1, P) bool: row r's next patch (r+1) has the same bytes as patch j <= r, spaces
+    and newlines aside. Patches holding a special id (a thought, a marker, padding) are
+    neither (`patch_digests`)."""
+    digest = patch_digests(ids, layout)  # (B, P)
+    real = digest != 0
+    P = digest.shape[1]
     r = torch.arange(P, device=ids.device)
     causal = r[None, :] <= r[:, None]  # (P, P): j <= r
     same = digest[:, 1:, None] == digest[:, None, :]  # (B, P - 1, P)
@@ -131,3 +177,37 @@ def copy_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | 
         return None
     picked = log_probs[:, :-1].masked_fill(~targets, float("-inf")).logsumexp(-1)  # (B, P - 1)
     return -picked[rows].mean()
+
+
+def thought_quote_loss(
+    readings: list[tuple[torch.Tensor, torch.Tensor]],
+    digests: torch.Tensor,
+    is_thought: torch.Tensor,
+    quote_digests: torch.Tensor,
+) -> torch.Tensor | None:
+    """The thoughts' pointers (`model.copy_into_thoughts`) trained like the byte pointer: the
+    n-th thought of a row should read the patch that the step it replaces quotes.
+
+    readings: per thought pass, (column (B,) of the thought in each row, pointer log-probs
+    (B, P) over that row's patches); digests (B, P) `patch_digests`; is_thought (B, P);
+    quote_digests (B, N) `text_digests` of each row's n-th thought's quote (0: none). Mean
+    of -log(pointer mass on the quoted patches) over the thoughts whose quote is a patch
+    before them; None when there is none."""
+    B, P = digests.shape
+    N = quote_digests.shape[1]
+    ordinal = is_thought.long().cumsum(1) - 1  # (B, P) each thought's index in its row
+    rows = torch.arange(B, device=digests.device)
+    terms = []
+    for column, log_probs in readings:
+        col = column.clamp(0, P - 1)  # (B,) rows aligned past it have no thought there
+        n = ordinal[rows, col]  # (B,)
+        here = is_thought[rows, col] & (column >= 0) & (column < P) & (n < N)  # (B,)
+        n = n.clamp(0, max(N - 1, 0))
+        quote = quote_digests[rows, n] if N else torch.zeros_like(n)  # (B,)
+        before = torch.arange(P, device=digests.device)[None] < column[:, None]  # (B, P)
+        target = (digests == quote[:, None]) & (quote != 0)[:, None] & before
+        has = here & target.any(1)
+        if bool(has.any()):
+            picked = log_probs.masked_fill(~target, float("-inf")).logsumexp(-1)  # (B,)
+            terms.append(-picked[has])
+    return torch.cat(terms).mean() if terms else None

@@ -22,7 +22,10 @@ from coconutblt.model.copy import (
     copy_loss,
     copy_targets,
     patch_bytes,
+    patch_digests,
     source_at,
+    text_digests,
+    thought_quote_loss,
 )
 from coconutblt.model.entropy import EntropyModel
 from coconutblt.model.latent import ContinuousLatentModule, LatentTransformer
@@ -51,6 +54,8 @@ class HybridOutput:
     entropies: torch.Tensor | None
     next_patch_loss: torch.Tensor | None = None
     copy_loss: torch.Tensor | None = None  # the copy pointer's loss (model.copy_path)
+    # the thoughts' pointers' loss (model.copy_into_thoughts, given the replaced steps' quotes)
+    thought_copy_loss: torch.Tensor | None = None
 
 
 def next_id_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -76,7 +81,7 @@ class HybridTransformer(nn.Module):
         self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
         self.thought_head = nn.Linear(cfg.d_model, cfg.d_model) if cfg.thought_head else None
         self.copy = (
-            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size)
+            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size, cfg.copy_into_thoughts)
             if cfg.copy_path
             else None
         )
@@ -158,11 +163,14 @@ class HybridTransformer(nn.Module):
         input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
         patch_starts_override: torch.Tensor | None = None,
+        thought_quotes: torch.Tensor | None = None,
     ) -> HybridOutput:
         """input_ids (B, T) ids in [0, vocab); labels (B, T) with -100 where no loss is taken.
 
         `patch_starts_override` (B, T) bool lets a caller impose boundaries (patch curriculum,
-        analysis); by default the configured patcher decides.
+        analysis); by default the configured patcher decides. `thought_quotes` (B, N, L): the
+        bytes each row's n-th thought's replaced step quotes (`StagedExample.thought_quotes`),
+        the targets of the thoughts' pointers with `model.copy_into_thoughts`.
         """
         cfg = self.config
         B, T = input_ids.shape
@@ -192,7 +200,12 @@ class HybridTransformer(nn.Module):
         layout = layout_from_starts(starts)
         patches = self.encoder.pool(h, layout)  # (B, P, D)
         is_thought = thought_patches(input_ids, layout)  # (B, P)
-        latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
+        readings = None  # the thoughts' pointers, when they have targets
+        if labels is not None and thought_quotes is not None and self.reads_into_thoughts:
+            readings = []
+            latent_out = self.run_latent(patches, is_thought, readings)  # (B, P, D)
+        else:
+            latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout, closes)  # (B, T, D)
         copy_in, pointer = None, None
         if self.copy is not None:
@@ -209,7 +222,15 @@ class HybridTransformer(nn.Module):
         pointer_loss = None
         if labels is not None and pointer is not None:
             pointer_loss = copy_loss(pointer, copy_targets(input_ids, layout))
-        return HybridOutput(logits, loss, est_loss, layout, ent, next_patch_loss, pointer_loss)
+        quote_loss = None
+        if readings:
+            digests = patch_digests(input_ids, layout)  # (B, P)
+            quote_loss = thought_quote_loss(
+                readings, digests, is_thought, text_digests(thought_quotes.to(input_ids.device))
+            )
+        return HybridOutput(
+            logits, loss, est_loss, layout, ent, next_patch_loss, pointer_loss, quote_loss
+        )
 
     # ------------------------------------------------------------------ copy path
     def with_new_parts(self, weights: dict) -> tuple[dict, list[str]]:
@@ -300,17 +321,42 @@ class HybridTransformer(nn.Module):
         return table.gather(1, index.unsqueeze(-1).expand(-1, -1, D))
 
     # ------------------------------------------------------------------ continuous thoughts
-    def thought_input(self, state: torch.Tensor) -> torch.Tensor:
-        """(..., D) final latent state -> (..., D) input vector of a following `<|latent|>`."""
-        return state if self.thought_head is None else self.thought_head(state)
+    def thought_input(self, state: torch.Tensor, read: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) final latent state -> (..., D) input vector of a following `<|latent|>`;
+        `read` (`thought_reading`) is added to it."""
+        x = state if self.thought_head is None else self.thought_head(state)
+        return x if read is None else x + read
 
-    def run_latent(self, x: torch.Tensor, is_thought: torch.Tensor) -> torch.Tensor:
+    @property
+    def reads_into_thoughts(self) -> bool:
+        return self.copy is not None and self.copy.thought_read is not None
+
+    def thought_reading(
+        self,
+        state: torch.Tensor,
+        outputs: torch.Tensor,
+        patches: torch.Tensor,
+        written: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """What a thought that follows `state` (B, D) reads through the copy pointer
+        (`model.copy_into_thoughts`), or None without it: outputs (B, K, D) and patches
+        (B, K, D) are the latent outputs and input vectors of the K positions before the
+        thought, written (B, K) those that are real written patches (not thoughts, not
+        padding). Training, prefill and decoding all call this."""
+        if not self.reads_into_thoughts:
+            return None
+        return self.copy.thought_reading(state, outputs, patches, written)[0]
+
+    def run_latent(
+        self, x: torch.Tensor, is_thought: torch.Tensor, readings: list | None = None
+    ) -> torch.Tensor:
         """x (B, P, D) patch vectors; is_thought (B, P) -> (B, P, D) final latent states.
 
         A thought's input is the final state at the previous position, so thoughts are computed
         in order: rows are left-aligned so that their first thoughts share a column, then each
         pass runs the positions up to the next thought column with a KV cache. n thoughts per
-        row cost n+1 passes, each over new positions only.
+        row cost n+1 passes, each over new positions only. `readings`, when given, receives
+        each pass's thought pointers in each row's own columns: (column (B,), log-probs (B, P)).
         """
         B, P, D = x.shape
         positions = torch.arange(P, device=x.device).expand(B, P)
@@ -337,7 +383,12 @@ class HybridTransformer(nn.Module):
             mask = full_mask[:, :, start:stop, :stop] if full_mask is not None else None
             return self.latent(chunk, pos_a[:, start:stop], mask, caches)
 
-        out_a = self.run_thought_passes(xa, thought_a, thought_cols, run)  # (B, Pa, D)
+        written = valid & ~thought_a  # (B, Pa) what a thought may read
+        aligned = [] if readings is not None else None
+        out_a = self.run_thought_passes(xa, thought_a, thought_cols, run, written, aligned)
+        for col, log_probs in aligned or []:  # back to each row's own columns
+            full = F.pad(log_probs, (0, Pa - col), value=float("-inf"))  # (B, Pa)
+            readings.append((col - shift, full.gather(1, dest)))  # (B,), (B, P)
         return out_a.gather(1, dest.unsqueeze(-1).expand(-1, -1, D))
 
     def run_thought_passes(
@@ -346,13 +397,17 @@ class HybridTransformer(nn.Module):
         is_thought: torch.Tensor,
         cuts: list[int],
         run: Callable[[torch.Tensor, int, int], torch.Tensor],
+        written: torch.Tensor,
+        readings: list | None = None,
     ) -> torch.Tensor:
         """x (B, P, D) patch vectors -> (B, P, D) latent outputs, one pass per span between
         `cuts` (sorted columns where some row has a thought). At a cut, rows whose patch there
         is a thought (`is_thought` (B, P)) get the previous pass's last output (through
         `thought_input`) as input instead. `run(chunk, start, stop)` runs the latent
         transformer on columns start..stop-1 with the caller's positions, mask and caches:
-        training (`run_latent`) and the cached prefill share this loop."""
+        training (`run_latent`) and the cached prefill share this loop. `written` (B, P): the
+        real written patches, which a thought may read (`thought_reading`); `readings`, when
+        given, receives (column, the thoughts' pointer log-probs (B, column)) per pass."""
         outs: list[torch.Tensor] = []
         start = 0
         for stop in [*cuts, x.shape[1]]:
@@ -360,7 +415,16 @@ class HybridTransformer(nn.Module):
                 continue
             chunk = x[:, start:stop]
             if start in cuts and start > 0:
-                last = self.thought_input(outs[-1][:, -1])  # (B, D)
+                state = outs[-1][:, -1]  # (B, D)
+                read = None
+                if self.reads_into_thoughts:
+                    before = torch.cat(outs, dim=1)  # (B, start, D)
+                    read, log_probs = self.copy.thought_reading(
+                        state, before, x[:, :start], written[:, :start]
+                    )
+                    if readings is not None:
+                        readings.append((start, log_probs))
+                last = self.thought_input(state, read)  # (B, D)
                 fed = torch.where(is_thought[:, start, None], last, chunk[:, 0])  # (B, D)
                 chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)
             outs.append(run(chunk, start, stop))

@@ -43,8 +43,8 @@ def estimate_counts(cfg: ModelConfig) -> dict[str, int]:
     )  # self-attn, cross, mlp
     decoder = D * dl + D * cfg.cross_attn_k * dl + cfg.decoder_layers * dec_layer + dl
     heads = dl * V
-    if cfg.copy_path:  # pointer query and key, byte embeddings (+ "none")
-        heads += 2 * D * cfg.copy_dim + (V + 1) * dl
+    if cfg.copy_path:  # pointer query and key, byte embeddings (+ "none"), the thought map
+        heads += 2 * D * cfg.copy_dim + (V + 1) * dl + (D * D if cfg.copy_into_thoughts else 0)
     patcher = 0
     if cfg.patcher == "entropy":
         if cfg.entropy_patcher.estimator == "learned":

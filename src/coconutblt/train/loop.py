@@ -390,6 +390,7 @@ class Trainer:
         labels: torch.Tensor,
         question_labels: torch.Tensor | None = None,
         answer_labels: torch.Tensor | None = None,
+        thought_quotes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective to minimise, next-byte loss): the objective adds the auxiliary losses; the
         next-byte loss alone is what the logs, the progress bar and bits-per-byte report."""
@@ -398,10 +399,14 @@ class Trainer:
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             ids = input_ids.to(self.device)
+            quotes = {}  # the thoughts' pointer targets, for a model that reads into thoughts
+            if thought_quotes is not None and self.cfg.model.copy_into_thoughts:
+                quotes["thought_quotes"] = thought_quotes.to(self.device)
             out = self.model(
                 ids,
                 labels=labels.to(self.device),
                 patch_starts_override=self._curriculum_starts(ids),
+                **quotes,
             )
         objective = out.loss
         if t.train_estimator and out.estimator_loss is not None:
@@ -411,6 +416,9 @@ class Trainer:
         if out.copy_loss is not None:
             objective = objective + self.cfg.model.copy_loss_weight * out.copy_loss
             self.aux_losses["copy_loss"] = float(out.copy_loss.detach())  # for the logs
+        if out.thought_copy_loss is not None:
+            objective = objective + self.cfg.model.copy_loss_weight * out.thought_copy_loss
+            self.aux_losses["thought_copy_loss"] = float(out.thought_copy_loss.detach())
         c = self.cfg.curriculum
         for weight, extra in (
             (c.question_loss_weight, question_labels),
@@ -591,7 +599,13 @@ class Trainer:
                 batches = [self.batches.batch(epoch, i, stage) for i in idx]
                 loss = self._optimizer_step(
                     [
-                        (b["input_ids"], b["labels"], b["question_labels"], b["answer_labels"])
+                        (
+                            b["input_ids"],
+                            b["labels"],
+                            b["question_labels"],
+                            b["answer_labels"],
+                            b["thought_quotes"],
+                        )
                         for b in batches
                     ]
                 )
