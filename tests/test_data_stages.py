@@ -212,7 +212,10 @@ def test_collate_round_trip() -> None:
         "question_labels",
         "answer_labels",
         "attention_mask",
+        "thought_quotes",
     }
+    quotes = batch.pop("thought_quotes")  # (B, thoughts, longest quote): its own test below
+    assert quotes.shape == (3, 3, 1)
     for tensor in batch.values():
         assert tensor.dtype == torch.long and tensor.shape == (3, width)
     for row, s in enumerate(staged):
