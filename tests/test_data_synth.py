@@ -289,3 +289,13 @@ def test_json_round_trip_any_text(tmp_path_factory, examples: list[Example]) -> 
 def test_write_icot_refuses_separators(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_examples([Example("a||b", ["1"], "2")], tmp_path / "x.txt")
+
+
+def test_prosqa_redraws_a_concept_count_that_does_not_fit() -> None:
+    """A 6-hop question rarely fits in 15 concepts: with the concept count drawn from the real
+    distribution, a size that found no graph is drawn again instead of failing the whole set;
+    a count the caller fixed still fails with a message naming it."""
+    for seed in range(40):
+        assert all(len(ex.steps) == 6 for ex in prosqa(3, seed=seed, hops=6, tries=30))
+    with pytest.raises(ValueError, match="no 6-hop question with 15 concepts in 5 graphs"):
+        prosqa(20, seed=0, hops=6, concepts=15, tries=5)

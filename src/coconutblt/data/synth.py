@@ -292,7 +292,8 @@ def prosqa(
     match it (about 920 bytes and 35 facts a question; the real file: 937 and 36). The graph is `_prosqa_graph`'s; the answer is a
     concept without children exactly `hops` steps from the person and unreachable from the
     other main person, the wrong option a childless concept only that other person reaches.
-    Graphs without such a pair are redrawn, up to `tries` times. The steps are the facts
+    Graphs without such a pair are redrawn, up to `tries` times; then, unless `concepts` was
+    given, so is the concept count (a 6-hop question rarely fits 15 concepts). The steps are the facts
     along a shortest path ("Tom is a X.", "Every X is a Y.", ...), the answer "Tom is a A.".
     """
     rng = random.Random(seed)
@@ -303,16 +304,15 @@ def prosqa(
         p = _draw(rng, people, _PROSQA_PEOPLE, "people", 2)
         if c > len(_CONCEPTS) or p > len(_NAMES):
             raise ValueError(f"concepts={c}, people={p}: at most {len(_CONCEPTS)}, {len(_NAMES)}")
-        for _ in range(tries):
-            edges, side = _prosqa_graph(rng, c, p - 2)
-            depth = _depths(edges, 0)
-            sinks = set(side) - {u for u, _ in edges}
-            answers = sorted(v for v in sinks if side[v] == "R" and depth[v] == h)
-            wrong = sorted(v for v in sinks if side[v] == "O")
-            if answers and wrong:
+        found = _prosqa_question_graph(rng, h, c, p, tries)
+        for _ in range(20 if concepts is None else 0):  # a drawn size that rarely fits
+            if found is not None:
                 break
-        else:
+            c = _draw(rng, concepts, _PROSQA_CONCEPTS, "concepts", h + 1)
+            found = _prosqa_question_graph(rng, h, c, p, tries)
+        if found is None:
             raise ValueError(f"no {h}-hop question with {c} concepts in {tries} graphs")
+        edges, side, answers, wrong = found
         target, negative = rng.choice(answers), rng.choice(wrong)
         label = dict(zip(sorted(side), rng.sample(_CONCEPTS, len(side)), strict=True))
         people_ids = [0, 1, *range(2 + len(side), len(side) + p)]
@@ -325,6 +325,21 @@ def prosqa(
         steps = [_fact(label[u], label[v]) for u, v in zip(nodes, nodes[1:], strict=False)]
         out.append(Example(question, steps, f"{person} is a {label[target]}."))
     return out
+
+
+def _prosqa_question_graph(rng: random.Random, hops: int, concepts: int, people: int, tries: int):
+    """(edges, side, answers, wrong options) of the first of up to `tries` graphs with a
+    childless concept `hops` steps from the asked person that the other cannot reach, and a
+    childless one only the other reaches; None when none of them has both."""
+    for _ in range(tries):
+        edges, side = _prosqa_graph(rng, concepts, people - 2)
+        depth = _depths(edges, 0)
+        sinks = set(side) - {u for u, _ in edges}
+        answers = sorted(v for v in sinks if side[v] == "R" and depth[v] == hops)
+        wrong = sorted(v for v in sinks if side[v] == "O")
+        if answers and wrong:
+            return edges, side, answers, wrong
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
