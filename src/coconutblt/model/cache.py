@@ -425,7 +425,7 @@ class DecodeState:
             K = self.copy_states.shape[1]
             seen = torch.arange(K, device=self.device)[None] < done[:, None]  # (r, K)
             written = self.copy_written[sel] & seen
-            read = self.model.thought_reading(
+            read, _ = self.model.thought_reading(
                 state, self.copy_states[sel], self.copy_values[sel], written
             )
         fed = self.model.thought_input(state, read)[:, None]  # (r, 1, D)

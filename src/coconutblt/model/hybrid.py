@@ -200,12 +200,10 @@ class HybridTransformer(nn.Module):
         layout = layout_from_starts(starts)
         patches = self.encoder.pool(h, layout)  # (B, P, D)
         is_thought = thought_patches(input_ids, layout)  # (B, P)
-        readings = None  # the thoughts' pointers, when they have targets
-        if labels is not None and thought_quotes is not None and self.reads_into_thoughts:
-            readings = []
-            latent_out = self.run_latent(patches, is_thought, readings)  # (B, P, D)
-        else:
-            latent_out = self.run_latent(patches, is_thought)  # (B, P, D)
+        # the thoughts' pointers, collected when they have targets
+        quoted = labels is not None and thought_quotes is not None and self.reads_into_thoughts
+        readings = [] if quoted else None
+        latent_out = self.run_latent(patches, is_thought, readings)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout, closes)  # (B, T, D)
         copy_in, pointer = None, None
         if self.copy is not None:
@@ -337,15 +335,16 @@ class HybridTransformer(nn.Module):
         outputs: torch.Tensor,
         patches: torch.Tensor,
         written: torch.Tensor,
-    ) -> torch.Tensor | None:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """What a thought that follows `state` (B, D) reads through the copy pointer
-        (`model.copy_into_thoughts`), or None without it: outputs (B, K, D) and patches
-        (B, K, D) are the latent outputs and input vectors of the K positions before the
-        thought, written (B, K) those that are real written patches (not thoughts, not
-        padding). Training, prefill and decoding all call this."""
+        (`model.copy_into_thoughts`) and that pointer's log-probs (B, K), or (None, None)
+        without it: outputs (B, K, D) and patches (B, K, D) are the latent outputs and input
+        vectors of the K positions before the thought, written (B, K) those that are real
+        written patches (not thoughts, not padding). Training, prefill and decoding all call
+        this."""
         if not self.reads_into_thoughts:
-            return None
-        return self.copy.thought_reading(state, outputs, patches, written)[0]
+            return None, None
+        return self.copy.thought_reading(state, outputs, patches, written)
 
     def run_latent(
         self, x: torch.Tensor, is_thought: torch.Tensor, readings: list | None = None
@@ -416,14 +415,12 @@ class HybridTransformer(nn.Module):
             chunk = x[:, start:stop]
             if start in cuts and start > 0:
                 state = outs[-1][:, -1]  # (B, D)
-                read = None
-                if self.reads_into_thoughts:
-                    before = torch.cat(outs, dim=1)  # (B, start, D)
-                    read, log_probs = self.copy.thought_reading(
-                        state, before, x[:, :start], written[:, :start]
-                    )
-                    if readings is not None:
-                        readings.append((start, log_probs))
+                before = torch.cat(outs, dim=1) if self.reads_into_thoughts else None
+                read, log_probs = self.thought_reading(
+                    state, before, x[:, :start], written[:, :start]
+                )
+                if readings is not None and log_probs is not None:
+                    readings.append((start, log_probs))
                 last = self.thought_input(state, read)  # (B, D)
                 fed = torch.where(is_thought[:, start, None], last, chunk[:, 0])  # (B, D)
                 chunk = torch.cat([fed[:, None], chunk[:, 1:]], dim=1)

@@ -399,14 +399,13 @@ class Trainer:
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             ids = input_ids.to(self.device)
-            quotes = {}  # the thoughts' pointer targets, for a model that reads into thoughts
-            if thought_quotes is not None and self.cfg.model.copy_into_thoughts:
-                quotes["thought_quotes"] = thought_quotes.to(self.device)
+            # the thoughts' pointer targets, for a model that reads into thoughts
+            reads = thought_quotes is not None and self.cfg.model.copy_into_thoughts
             out = self.model(
                 ids,
                 labels=labels.to(self.device),
                 patch_starts_override=self._curriculum_starts(ids),
-                **quotes,
+                thought_quotes=thought_quotes.to(self.device) if reads else None,
             )
         objective = out.loss
         if t.train_estimator and out.estimator_loss is not None:
