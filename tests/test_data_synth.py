@@ -190,6 +190,40 @@ def test_prosqa_answer_reachable_and_other_not(seed: int, hops: int) -> None:
         assert node == target
 
 
+@given(st.integers(0, 2**32))
+@settings(max_examples=20, deadline=None)
+def test_prosqa_search_steps_are_a_breadth_first_search(seed: int) -> None:
+    paths, searches = prosqa(4, seed=seed), prosqa(4, seed=seed, steps="search")
+    for path, ex in zip(paths, searches, strict=True):
+        assert (ex.question, ex.answer) == (path.question, path.answer)  # only the steps differ
+        succ, person, a, b, facts = prosqa_graph(ex.question)
+        target = ex.answer.removeprefix(f"{person} is a ").removesuffix(".")
+        edges = [re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", f).groups() for f in facts]
+        # level by level, each level every edge (in question order) from the level before
+        # to a concept not reached yet, until the first edge that reaches an option
+        reached, frontier, expected, done = {person}, {person}, [], False
+        while not done:
+            level, new = [], set()
+            for (u, v), fact in zip(edges, facts, strict=True):
+                if u in frontier and v not in reached:
+                    reached.add(v)
+                    new.add(v)
+                    level.append(fact)
+                    if v in (a, b):
+                        done = True
+                        break
+            expected.append(" ".join(level))
+            frontier = new
+        assert ex.steps == expected
+        assert ex.steps[-1].endswith(f" is a {target}.")  # the option it meets is the answer
+        assert len(ex.steps) == len(path.steps)  # it meets the answer at its shortest depth
+
+
+def test_prosqa_steps_option() -> None:
+    with pytest.raises(UserError, match="steps='walk'"):
+        synthesize("prosqa", 1, steps="walk")
+
+
 def test_prosqa_looks_like_prosqa() -> None:
     ex = prosqa(1, seed=3, hops=3)[0]
     assert ex.steps[0].split()[1:3] == ["is", "a"] and ex.steps[1].startswith("Every ")

@@ -277,6 +277,32 @@ def _fact(u: str, v: str) -> str:
     return f"{u} is a {v}." if u[0].isupper() else f"Every {u} is a {v}."
 
 
+def search_levels(
+    edges: list[tuple[str, str]], start: str, goals: set[str]
+) -> list[list[tuple[str, str]]] | None:
+    """The edges a breadth-first search from `start` follows, level by level, up to the first
+    edge that reaches one of `goals`; None if none is reachable.
+
+    Level k holds, in `edges`' order, every edge from a concept first reached at level k - 1
+    (the start at level 0) to one not reached yet. So each next edge is a local rule: the
+    first later edge (in the given order) whose head was reached on the level before and whose
+    tail is new; no look-ahead is needed, unlike choosing the one path that leads to a goal.
+    """
+    seen, frontier, levels = {start}, {start}, []
+    while frontier:
+        level, new = [], set()
+        for u, v in edges:
+            if u in frontier and v not in seen:
+                seen.add(v)
+                new.add(v)
+                level.append((u, v))
+                if v in goals:
+                    return [*levels, level]
+        levels.append(level)
+        frontier = new
+    return None
+
+
 def prosqa(
     n: int,
     seed: int = 0,
@@ -284,6 +310,7 @@ def prosqa(
     concepts: IntSpec | None = None,
     people: IntSpec | None = None,
     tries: int = 1000,
+    steps: str = "path",
 ) -> list[Example]:
     """ProsQA questions: "Every X is a Y. ... Tom is a X. ... Is Tom a A or B?".
 
@@ -293,9 +320,16 @@ def prosqa(
     concept without children exactly `hops` steps from the person and unreachable from the
     other main person, the wrong option a childless concept only that other person reaches.
     Graphs without such a pair are redrawn, up to `tries` times; then, unless `concepts` was
-    given, so is the concept count (a 6-hop question rarely fits 15 concepts). The steps are the facts
-    along a shortest path ("Tom is a X.", "Every X is a Y.", ...), the answer "Tom is a A.".
+    given, so is the concept count (a 6-hop question rarely fits 15 concepts). The answer is
+    "Tom is a A.". The steps, with `steps="path"` (the real data's form), are the facts along a
+    shortest path ("Tom is a X.", "Every X is a Y.", ...), one a step. With `steps="search"`
+    they are the facts a breadth-first search from the person reads (`search_levels`, in the
+    question's order), a level a step, until it reaches an option: choosing the one path
+    ahead needs look-ahead through the whole graph, a search needs none (about 280 bytes of
+    steps, 3.8 levels, where a path is 91 bytes).
     """
+    if steps not in ("path", "search"):
+        raise ValueError(f"steps={steps!r}: use 'path' or 'search'")
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -317,13 +351,18 @@ def prosqa(
         label = dict(zip(sorted(side), rng.sample(_CONCEPTS, len(side)), strict=True))
         people_ids = [0, 1, *range(2 + len(side), len(side) + p)]
         label |= dict(zip(people_ids, rng.sample(_NAMES, p), strict=True))
-        facts = [_fact(label[u], label[v]) for u, v in edges]
-        rng.shuffle(facts)
+        order = list(edges)
+        rng.shuffle(order)  # the question's order of facts
         person, (a, b) = label[0], rng.sample([target, negative], 2)
-        question = " ".join(facts) + f" Is {person} a {label[a]} or {label[b]}?"
-        nodes = shortest_path(edges, 0, target)
-        steps = [_fact(label[u], label[v]) for u, v in zip(nodes, nodes[1:], strict=False)]
-        out.append(Example(question, steps, f"{person} is a {label[target]}."))
+        question = " ".join(_fact(label[u], label[v]) for u, v in order)
+        question += f" Is {person} a {label[a]} or {label[b]}?"
+        if steps == "path":
+            nodes = shortest_path(edges, 0, target)
+            written = [_fact(label[u], label[v]) for u, v in zip(nodes, nodes[1:], strict=False)]
+        else:  # the one option the person reaches is the first one the search meets
+            levels = search_levels(order, 0, {target, negative})
+            written = [" ".join(_fact(label[u], label[v]) for u, v in lv) for lv in levels]
+        out.append(Example(question, written, f"{person} is a {label[target]}."))
     return out
 
 
