@@ -16,7 +16,7 @@ import json
 import random
 import string
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from coconutblt.data.reasoning import Example, join_icot_chain
@@ -278,15 +278,15 @@ def _fact(u: str, v: str) -> str:
 
 
 def search_levels(
-    edges: list[tuple[str, str]], start: str, goals: set[str]
-) -> list[list[tuple[str, str]]] | None:
+    edges: list[tuple[Hashable, Hashable]], start: Hashable, goals: set[Hashable]
+) -> list[list[tuple[Hashable, Hashable]]] | None:
     """The edges a breadth-first search from `start` follows, level by level, up to the first
     edge that reaches one of `goals`; None if none is reachable.
 
-    Level k holds, in `edges`' order, every edge from a concept first reached at level k - 1
-    (the start at level 0) to one not reached yet. So each next edge is a local rule: the
-    first later edge (in the given order) whose head was reached on the level before and whose
-    tail is new; no look-ahead is needed, unlike choosing the one path that leads to a goal.
+    Level k (from 0) holds, in `edges`' order, every edge from a node k steps from `start` to
+    one not reached yet. So each next edge is a local rule: the first later edge (in the given
+    order) whose head the level before reached and whose tail is new; no look-ahead is needed,
+    unlike choosing the one path that leads to a goal.
     """
     seen, frontier, levels = {start}, {start}, []
     while frontier:

@@ -169,14 +169,19 @@ def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
     return same & causal[None, :-1] & real[:, None, :] & real[:, 1:, None]
 
 
+def target_mass(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log_probs (..., K) a pointer; targets (..., K) bool -> (...) log of the pointer's mass on
+    the targets (-inf where there is none): the copy losses of bytes and of thoughts."""
+    return log_probs.masked_fill(~targets, float("-inf")).logsumexp(-1)
+
+
 def copy_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
     """log_probs (B, P, P) pointer; targets (B, P - 1, P) -> mean over the rows with a target of
     -log(pointer mass on the target patches); None when no row has one."""
     rows = targets.any(-1)  # (B, P - 1)
     if not bool(rows.any()):
         return None
-    picked = log_probs[:, :-1].masked_fill(~targets, float("-inf")).logsumexp(-1)  # (B, P - 1)
-    return -picked[rows].mean()
+    return -target_mass(log_probs[:, :-1], targets)[rows].mean()  # over (B, P - 1) rows
 
 
 def thought_quote_loss(
@@ -208,6 +213,5 @@ def thought_quote_loss(
         target = (digests == quote[:, None]) & (quote != 0)[:, None] & before
         has = here & target.any(1)
         if bool(has.any()):
-            picked = log_probs.masked_fill(~target, float("-inf")).logsumexp(-1)  # (B,)
-            terms.append(-picked[has])
+            terms.append(-target_mass(log_probs, target)[has])  # over (B,) rows
     return torch.cat(terms).mean() if terms else None

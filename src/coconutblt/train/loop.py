@@ -399,13 +399,13 @@ class Trainer:
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             ids = input_ids.to(self.device)
-            # the thoughts' pointer targets, for a model that reads into thoughts
-            reads = thought_quotes is not None and self.cfg.model.copy_into_thoughts
             out = self.model(
                 ids,
                 labels=labels.to(self.device),
                 patch_starts_override=self._curriculum_starts(ids),
-                thought_quotes=thought_quotes.to(self.device) if reads else None,
+                # the thoughts' pointer targets: a model that does not read into thoughts
+                # ignores them
+                thought_quotes=None if thought_quotes is None else thought_quotes.to(self.device),
             )
         objective = out.loss
         if t.train_estimator and out.estimator_loss is not None:
