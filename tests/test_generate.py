@@ -53,6 +53,9 @@ CONFIGS = {
         patcher="sentence", closed_patch_context=True, copy_path=True, thought_head=True
     ),
     "word-closed-copy": dict(patcher="word", closed_patch_context=True, copy_path=True),
+    "word-closed-copy-sink": dict(
+        patcher="word", closed_patch_context=True, copy_path=True, latent_attention_sink=True
+    ),
     "word-closed-copy-into-thoughts": dict(
         patcher="word", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
     ),
@@ -81,6 +84,9 @@ def build(name: str) -> HybridTransformer:
     model = HybridTransformer(tiny_config(init_std=0.2, **CONFIGS[name])).eval()
     for m in model.latent.latent_modules:
         torch.nn.init.constant_(m.gate, 0.5)
+    for block in model.latent.blocks:  # sinks start at score 0: give each head its own
+        if block.attn.sink_logit is not None:
+            torch.nn.init.normal_(block.attn.sink_logit, std=2.0)
     if model.thought_head is not None:  # not the identity it starts as
         torch.nn.init.normal_(model.thought_head.weight, std=0.3)
     if model.copy is not None:  # byte embeddings start at zero: the path would add nothing

@@ -36,6 +36,7 @@ VARIANTS = {
         patcher="word", closed_patch_context=True, max_patch_size=4, copy_path=True
     ),
     "fixed-closed-copy": dict(patcher="fixed", closed_patch_context=True, copy_path=True),
+    "space-latent-sink": dict(patcher="space", latent_attention_sink=True),
     "fixed-closed-copy-into-thoughts": dict(
         patcher="fixed", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
     ),

@@ -67,6 +67,9 @@ class ModelConfig:
     mlp_type: Literal["swiglu", "gelu"] = "swiglu"
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    # a learned attention sink per latent head (layers.Attention): a head's output can grow with
+    # how many patches match its query, which softmax over the patches alone cannot show
+    latent_attention_sink: bool = False
     # continuous-latent module: every N latent layers (0 = off), a bank of c_thought vectors
     latent_module_every: int = 0
     c_thought: int = 2

@@ -75,6 +75,7 @@ class LatentTransformer(nn.Module):
                 cfg.mlp_type,
                 0,
                 cfg.norm_eps,
+                cfg.latent_attention_sink,
             )
             for _ in range(cfg.n_layers)
         )

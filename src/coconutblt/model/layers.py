@@ -116,15 +116,26 @@ def sliding_window_attention(
 class Attention(nn.Module):
     """Multi-head self-attention with RoPE, SDPA, an optional KV cache and sliding window.
 
-    The RoPE tables come from the caller (`rope_tables`, once per stack), not from here."""
+    The RoPE tables come from the caller (`rope_tables`, once per stack), not from here.
 
-    def __init__(self, dim: int, n_heads: int, window: int = 0) -> None:
+    `sink=True` adds an attention sink: one extra key per head with a learned score (the same for
+    every query, no position) and a zero value. Softmax weighs the keys a query matches only
+    against the other keys it sees, so one match and two read alike when little else scores;
+    the sink is a fixed reference, so the weight the matches take, and the output's size, grows
+    with their number (a ProntoQA first step picks the concept with more rules). Not with a
+    sliding window.
+    """
+
+    def __init__(self, dim: int, n_heads: int, window: int = 0, sink: bool = False) -> None:
         super().__init__()
+        if sink and window > 0:
+            raise ValueError("an attention sink is not implemented with a sliding window")
         self.n_heads = n_heads
         self.head_dim = dim // n_heads
         self.window = window
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
+        self.sink_logit = nn.Parameter(torch.zeros(n_heads)) if sink else None
 
     def forward(
         self,
@@ -150,7 +161,7 @@ class Attention(nn.Module):
             if mask is None and T == 1:  # one query: every key it may see, no mask
                 if self.window > 0 and k.shape[2] > self.window:
                     k, v = k[:, :, -self.window :], v[:, :, -self.window :]
-                y = F.scaled_dot_product_attention(q, k, v)
+                y = self._attend(q, k, v, None, causal=False)
                 return self.out(y.transpose(1, 2).reshape(B, T, C))
             if mask is None and (past > 0 or self.window > 0):
                 idx = torch.arange(k.shape[2], device=x.device).expand(B, -1)
@@ -158,12 +169,33 @@ class Attention(nn.Module):
         elif mask is None and self.window > 0:
             y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, hd)
             return self.out(y.transpose(1, 2).reshape(B, T, C))
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = self._attend(q, k, v, mask, causal=True)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, H, T, hd) -> (B, T, C)
         return self.out(y)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, causal: bool
+    ) -> torch.Tensor:
+        """SDPA of q (B, H, T, hd) over k, v (B, H, S, hd) -> (B, H, T, hd); mask (B, 1, T, S)
+        bool, or None for causal (T == S) or, with causal=False, every key."""
+        if self.sink_logit is None:
+            if mask is None:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        B, H, T, hd = q.shape
+        S = k.shape[2]
+        if mask is None:
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device)
+            if causal:
+                mask = mask.tril(S - T)
+        # the sink as key 0: zero key and value, its score the learned logit (an additive mask)
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~mask, float("-inf")).expand(B, H, T, S)  # (B, H, T, S)
+        sink = self.sink_logit.to(q.dtype)[None, :, None, None].expand(B, H, T, 1)
+        bias = torch.cat([sink, bias], dim=-1)  # (B, H, T, 1 + S)
+        k = torch.cat([k.new_zeros(B, H, 1, hd), k], dim=2)
+        v = torch.cat([v.new_zeros(B, H, 1, hd), v], dim=2)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
 
 class MLP(nn.Module):
@@ -200,10 +232,11 @@ class Block(nn.Module):
         mlp_type: str = "swiglu",
         window: int = 0,
         eps: float = 1e-5,
+        sink: bool = False,
     ) -> None:
         super().__init__()
         self.attn_norm = nn.RMSNorm(dim, eps=eps)
-        self.attn = Attention(dim, n_heads, window)
+        self.attn = Attention(dim, n_heads, window, sink)
         self.mlp_norm = nn.RMSNorm(dim, eps=eps)
         self.mlp = MLP(dim, int(dim * mlp_ratio), mlp_type)
 
