@@ -187,6 +187,7 @@ class Trainer:
                 rank,
                 world,
                 cfg.data.examples_per_epoch,
+                cfg.data.group_by_length,
             )
             self.steps_per_epoch = math.ceil(len(self.batches) / t.grad_accum)
             self.total_steps = self.steps_per_epoch * cfg.curriculum.num_epochs
