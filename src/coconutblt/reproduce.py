@@ -110,7 +110,8 @@ def load_recipe(task: str, quick: bool = False) -> Recipe:
     return recipe
 
 
-def _override_text(key: str, value: Any) -> str:
+def override_text(key: str, value: Any) -> str:
+    """A recipe's `key: value` as the `key=value` override `coconutblt train` reads."""
     if isinstance(value, bool):
         value = str(value).lower()
     elif isinstance(value, list):
@@ -195,7 +196,7 @@ def prepare_data(recipe: Recipe, data_dir: Path, out: Path, tests: list[str]) ->
 def plan_methods(recipe: Recipe, data: Prepared, out: Path, extra: list[str]) -> list[MethodRun]:
     """The runs in training order: the warm-up (if any), then CoT and No-CoT from it, and
     Coconut from CoT's final weights at stage 1."""
-    common = [_override_text(k, v) for k, v in recipe.common.items()]
+    common = [override_text(k, v) for k, v in recipe.common.items()]
     shared = [*common, f"data.train=[{data.train}]", f"data.val=[{data.val}]"]
     if recipe.data.max_train:
         shared.append(f"data.max_examples={recipe.data.max_train}")
@@ -204,14 +205,14 @@ def plan_methods(recipe: Recipe, data: Prepared, out: Path, extra: list[str]) ->
     runs = []
     if data.warmup is not None:
         train, val = data.warmup
-        own = [_override_text(k, v) for k, v in recipe.warmup.overrides.items()]
+        own = [override_text(k, v) for k, v in recipe.warmup.overrides.items()]
         overrides = [*common, f"data.train=[{train}]", f"data.val=[{val}]", "curriculum.mode=cot"]
         overrides += [*own, *extra]
         runs.append(
             MethodRun("warmup", out / "warmup", overrides, load_run_config(None, overrides))
         )
     for name in METHODS:
-        own = [_override_text(k, v) for k, v in getattr(recipe, name).items()]
+        own = [override_text(k, v) for k, v in getattr(recipe, name).items()]
         mode = [f"curriculum.mode={name}"]
         if name == "coconut":
             mode += [f"curriculum.init_from={out / 'cot' / 'final.pt'}", "curriculum.start_stage=1"]
