@@ -66,9 +66,9 @@ def main() -> None:
             for name, batches in arms.items():
                 b = batches.batch(0, i, 0)
                 start = time.perf_counter()
-                loss, _ = trainer._micro_loss(
-                    b["input_ids"], b["labels"], b.get("question_labels"), b.get("answer_labels")
-                )
+                # the step's own loss, on the fields the trainer's loop hands it
+                fields = ("input_ids", "labels", "question_labels", "answer_labels")
+                loss, _ = trainer._micro_loss(*(b[f] for f in fields), b["thought_quotes"])
                 loss.backward()
                 seconds[name].append(time.perf_counter() - start)
                 trainer.model.zero_grad(set_to_none=True)

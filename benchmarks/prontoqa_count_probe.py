@@ -28,37 +28,40 @@ from prontoqa_branch_counts import first_choice  # noqa: E402
 from coconutblt.checkpoint import load_model  # noqa: E402
 from coconutblt.data.reasoning import load_examples  # noqa: E402
 from coconutblt.data.stages import StageConfig, format_example  # noqa: E402
-from coconutblt.model.hybrid import thought_patches  # noqa: E402
-from coconutblt.model.patching import layout_from_starts  # noqa: E402
 
 
 @torch.no_grad()
 def person_fact_states(model, examples) -> tuple[dict[str, list[torch.Tensor]], list[bool]]:
-    """Encoder patch vectors and latent outputs at each person fact, and whether it is right."""
+    """Encoder patch vectors and latent outputs at each person fact, and whether it is right.
+
+    Read from the model's own forward: a CoT prompt has no thoughts, so the latent transformer
+    runs once, on the patch vectors, and a hook on it sees both."""
     states: dict[str, list[torch.Tensor]] = {"encoder patch vector": [], "latent output": []}
     right_labels: list[bool] = []
-    for ex in examples:
-        ids = torch.tensor([format_example(ex, 0, StageConfig("cot")).input_ids])  # (1, T)
-        T = ids.shape[1]
-        h = model.encoder.byte_states(ids, torch.arange(T).expand(1, T))
-        entropies, _ = model.entropies(ids, h)
-        starts, _ = model.boundaries_announced(ids, entropies)
-        layout = layout_from_starts(starts)
-        patches = model.encoder.pool(h, layout)  # (1, P, D)
-        out = model.run_latent(patches, thought_patches(ids, layout))  # (1, P, D)
-        bounds = starts[0].nonzero().flatten().tolist() + [T]
-        texts = [
-            bytes(b for b in ids[0, s:e].tolist() if b < 256).decode().strip().rstrip(".")
-            for s, e in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        right, others = first_choice(ex)
-        for i, text in enumerate(texts):
-            if text.startswith("True or false"):
-                break
-            if text == right or text in others:
-                states["encoder patch vector"].append(patches[0, i])
-                states["latent output"].append(out[0, i])
-                right_labels.append(text == right)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(module, args, output) -> None:
+        seen["patches"], seen["latent"] = args[0], output  # (1, P, D) each
+
+    hook = model.latent.register_forward_hook(keep)
+    try:
+        for ex in examples:
+            ids = torch.tensor([format_example(ex, 0, StageConfig("cot")).input_ids])  # (1, T)
+            layout = model(ids).layout
+            texts = [
+                bytes(b for b in ids[0, s : s + n].tolist() if b < 256).decode().strip()
+                for s, n in zip(layout.starts[0].tolist(), layout.lengths[0].tolist(), strict=True)
+            ]
+            right, others = first_choice(ex)
+            for i, text in enumerate(t.rstrip(".") for t in texts):
+                if text.startswith("True or false"):
+                    break
+                if text == right or text in others:
+                    states["encoder patch vector"].append(seen["patches"][0, i])
+                    states["latent output"].append(seen["latent"][0, i])
+                    right_labels.append(text == right)
+    finally:
+        hook.remove()
     return states, right_labels
 
 

@@ -37,7 +37,9 @@ class ReasoningBatches:
         self.group_by_length = group_by_length
         self.lengths = (
             [
-                len(e.question.encode()) + sum(len(s.encode()) for s in e.steps) + len(e.answer)
+                len(e.question.encode())
+                + sum(len(s.encode()) for s in e.steps)
+                + len(e.answer.encode())
                 for e in examples
             ]
             if group_by_length > 0
