@@ -63,3 +63,19 @@ def test_frozen_entropy_model_gets_no_gradient():
     model(ids, labels=ids).loss.backward()
     for n, p in model.entropy_model.named_parameters():
         assert not p.requires_grad and p.grad is None, n
+
+
+def test_under_bf16_autocast_every_norm_reads_its_own_dtype():
+    """The latent transformer's input comes out of a bf16 projection under autocast; its residual
+    stream must still be fp32 (as the parameters), or each block's update is rounded to bf16 and
+    the RMSNorms fall back from their fused kernel (found on an H200: every latent norm read bf16)."""
+    torch.manual_seed(0)
+    model = HybridTransformer(tiny_config(latent_module_every=1, use_byte_patch_attention=True))
+    seen: list[tuple[str, torch.dtype]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.RMSNorm):
+            module.register_forward_pre_hook(lambda m, inp, n=name: seen.append((n, inp[0].dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(batch())
+    assert any(n.startswith("latent.blocks.") for n, _ in seen)
+    assert [(n, d) for n, d in seen if d != torch.float32] == []

@@ -101,6 +101,11 @@ class LatentTransformer(nn.Module):
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
         """x (B, T, D) patch vectors -> (B, T, D) normalised final states."""
+        # under autocast the patch vectors come out of a bf16 projection: the residual stream is
+        # kept in the parameters' dtype (fp32 under autocast, bf16 under FSDP's mixed precision),
+        # as it is in a transformer fed by an embedding table; in bf16 it would round every
+        # block's update away and the norms would miss their fused kernel (seen on an H200)
+        x = x.to(self.norm.weight.dtype)
         n = len(self.blocks)
         m = 0
         rope = rope_tables(positions, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_theta)
