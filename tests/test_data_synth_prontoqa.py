@@ -26,10 +26,12 @@ def singular(word: str) -> str:
     return word[:-2] if word.endswith("puses") else word
 
 
-def check_structure(ex: Example, overshoot: int = 0) -> int:
+def check_structure(ex: Example, overshoot: int = 0, deep: bool = False) -> int:
     """Assert the real set's structure; return the number of hops (chain concepts).
 
-    `overshoot`: the chain goes on that many concepts past the goal concept."""
+    `overshoot`: the chain goes on that many concepts past the goal concept. `deep`: the dead
+    ends beside the chain before the goal lead on to a concept with no rules, as many as the
+    concept words allow (`deep_dead_ends`)."""
     body, query = ex.question.split(" True or false: ")
     sentences = [s.rstrip(".") for s in body.split(". ")]
     name = query.split()[0]
@@ -50,7 +52,9 @@ def check_structure(ex: Example, overshoot: int = 0) -> int:
             assert obj in PROPERTIES
             props[subject].append((obj, bool(m["neg"])))
     hops = len(ex.steps) - 1
-    assert len(rules) == 4 * (hops + overshoot) + 3
+    deepened = min(hops - 1, len(CONCEPTS) - 2 * (hops + overshoot) - 4) if deep else 0
+    assert len(rules) == 4 * (hops + overshoot) + 3 + deepened
+    dead_end_rules = []
     chain = [step.split(". ")[0].split()[-1] for step in ex.steps[:-1]]
     for i, (concept, step) in enumerate(zip(chain, ex.steps, strict=False)):
         quoted = step.split(". ", 1)[1]
@@ -59,7 +63,10 @@ def check_structure(ex: Example, overshoot: int = 0) -> int:
         if i + 1 < hops:
             assert singular(RULE.match(quoted.rstrip("."))["obj"]) == chain[i + 1]
             dead_end = next(c for c in isa[concept] if c != chain[i + 1])
-            assert isa[dead_end] == []
+            dead_end_rules.append(len(isa[dead_end]))
+            assert all(isa[c] == [] and c not in chain for c in isa[dead_end])
+    # the choice at each chain concept: two "is a" rules ahead against one (deepened) or none
+    assert sorted(dead_end_rules) == [0] * (hops - 1 - deepened) + [1] * deepened
     goal, goal_negated = props[chain[-1]][0]
     ahead = [c for c in isa[chain[-1]] if isa[c]]  # "is a" targets that lead on
     assert len(ahead) == (1 if overshoot else 0)
@@ -131,3 +138,19 @@ def test_quote_properties_writes_each_chain_concepts_property_rule():
             quote = qs[len(first) + 2 : -len(rule) - 1]
             assert quote in rules and concept in quote.lower()
             assert not quote.rstrip(".").endswith("uses") and " a " not in quote
+
+
+def test_deep_dead_ends_make_the_later_choices_counts_like_the_first():
+    """With `deep_dead_ends` the dead end beside a chain concept has one "is a" rule (to a
+    concept with none), so the choice there is two rules against one, as the person's first
+    choice is; without it the choice is two against none, the real set's shape."""
+    for hops in (1, 2, 4, 5):
+        made = synthesize("prontoqa", 30, seed=hops, hops=hops, deep_dead_ends=True)
+        assert {check_structure(e, deep=True) for e in made} == {hops}
+    with_overshoot = synthesize(
+        "prontoqa", 30, seed=7, hops=(1, 3), overshoot=1, deep_dead_ends=True
+    )
+    assert {check_structure(e, 1, deep=True) for e in with_overshoot} == {1, 2, 3}
+    assert synthesize("prontoqa", 5, seed=3, deep_dead_ends=False) == synthesize(
+        "prontoqa", 5, seed=3
+    )

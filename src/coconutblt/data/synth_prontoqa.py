@@ -64,11 +64,17 @@ def _rule(rng: random.Random, subject: str, target: str, negated: bool, is_conce
 
 
 def _one(
-    rng: random.Random, hops: int, overshoot: int = 0, quote_properties: bool = False
+    rng: random.Random,
+    hops: int,
+    overshoot: int = 0,
+    quote_properties: bool = False,
+    deep_dead_ends: bool = False,
 ) -> Example:
     """One question whose proof has `hops` chain concepts; with `overshoot` > 0 the chain goes
     on past the goal concept, so where to stop is only known from the goal rule itself; with
-    `quote_properties` every step before the goal also quotes its concept's property rule."""
+    `quote_properties` every step before the goal also quotes its concept's property rule; with
+    `deep_dead_ends` the dead ends beside the chain get an "is a" rule of their own (see
+    `prontoqa`)."""
     length = hops + overshoot
     concepts = rng.sample(CONCEPTS, 2 * length + 4)
     chain, rest = concepts[:length], concepts[length:]
@@ -100,6 +106,13 @@ def _one(
     rules += [prop_rule(b, p) for b, p in zip(branches, branch_props, strict=False)]
     rules += [prop_rule(start_b, start_b_prop), _rule(rng, start_b, end_b, False, True)]
     rules.append(prop_rule(unreachable, goal, not goal_negated))
+    if deep_dead_ends:  # as many as the 17 concept words allow: 3 of the 4 at 5 hops
+        unused = [c for c in CONCEPTS if c not in concepts]
+        deepened = rng.sample(range(hops - 1), min(hops - 1, len(unused)))
+        ends = rng.sample(unused, len(deepened))
+        rules += [
+            _rule(rng, branches[i], end, False, True) for i, end in zip(deepened, ends, strict=True)
+        ]
     rng.shuffle(rules)
     facts = [f"{name} is {_article(c)} {c}." for c in (chain[0], start_b)]
     rng.shuffle(facts)
@@ -122,6 +135,7 @@ def prontoqa(
     hops: IntSpec = 5,
     overshoot: IntSpec = 0,
     quote_properties: bool = False,
+    deep_dead_ends: bool = False,
 ) -> list[Example]:
     """`n` ProntoQA questions with `hops` chain concepts each (a range draws per example);
     5 is the real data set's shape.
@@ -137,7 +151,15 @@ def prontoqa(
     real steps the only property rule quoted is the goal's, whose property the question already
     names, so a model can write it without looking the rule up and guess its sign; here four
     more per question must be found by their subject alone, the half of the goal-rule lookup
-    the real steps never train."""
+    the real steps never train.
+
+    `deep_dead_ends` (default false, the real shape) gives the dead end beside each chain
+    concept before the goal an "is a" rule to a concept with no rules (as many as the 17
+    concept words allow: 3 of the 4 at 5 hops). In the real set only the first choice, between
+    the person's two concepts, is a count (two "is a" rules against one); every later one is
+    existence (two against none), and the first is where a from-scratch model fails
+    (benchmarks/RESULTS.md, "The first branch is a count"). Here most later choices are counts
+    too, so one question trains that decision up to five times instead of once."""
     lo, hi = (hops, hops) if isinstance(hops, int) else tuple(hops)
     olo, ohi = (overshoot, overshoot) if isinstance(overshoot, int) else tuple(overshoot)
     if not 1 <= lo <= hi <= MAX_HOPS:
@@ -150,5 +172,6 @@ def prontoqa(
     out = []
     for _ in range(n):
         h = rng.randint(lo, hi)
-        out.append(_one(rng, h, rng.randint(olo, ohi) if ohi else 0, quote_properties))
+        overshot = rng.randint(olo, ohi) if ohi else 0
+        out.append(_one(rng, h, overshot, quote_properties, deep_dead_ends))
     return out
