@@ -19,7 +19,7 @@ from coconutblt.config_tree import merge_into, read_yaml
 from coconutblt.data.reasoning import Example
 from coconutblt.errors import UserError
 from coconutblt.runtime.progress import progress_bar
-from coconutblt.train.config import RunConfig, load_run_config
+from coconutblt.train.config import RunConfig, context_limit, load_run_config
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 METHODS = ("cot", "coconut", "no_cot")
@@ -241,7 +241,13 @@ def train_methods(
             raise UserError(
                 f"{run.out} already holds a run; add --resume to continue it or pick another --out"
             )
-    n_train = {run.name: len(load_reasoning(run.cfg).train) for run in runs}
+    n_train = {}
+    for run in runs:
+        data = load_reasoning(run.cfg)
+        n_train[run.name] = len(data.train)
+        left_out = data.left_out_warning(context_limit(run.cfg))
+        if left_out:
+            log(f"{run.name}: {left_out}")
     totals = {run.name: planned_steps(run.cfg, n_train[run.name]) for run in runs}
     bar = progress_bar(sum(totals.values()), desc="recipe", disable=not show_progress)
     seconds: dict[str, float] = {}

@@ -65,15 +65,10 @@ def run(args: argparse.Namespace) -> int:
             if data is not None:
                 from coconutblt.train.config import context_limit
 
-                limit = context_limit(cfg)
-                print(
-                    f"data: {len(data.train)} training / {len(data.val)} validation examples"
-                    + (
-                        f" ({data.dropped} longer than {limit} bytes left out)"
-                        if data.dropped
-                        else ""
-                    )
-                )
+                print(f"data: {len(data.train)} training / {len(data.val)} validation examples")
+                left_out = data.left_out_warning(context_limit(cfg))
+                if left_out:
+                    print(left_out)
                 if len(data.train) < cfg.training.batch_size * trainer.ctx.world_size:
                     print(
                         f"warning: {len(data.train)} training examples fill less than one batch "

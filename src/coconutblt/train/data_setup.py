@@ -18,7 +18,19 @@ from coconutblt.train.config import RunConfig, context_limit, stage_config
 class ReasoningData:
     train: list[Example]
     val: list[Example]
-    dropped: int  # examples longer than the model's context, left out
+    dropped: int  # training examples longer than the model's context, left out
+    dropped_val: int = 0  # validation examples likewise (generation needs the whole prompt)
+
+    def left_out_warning(self, limit: int) -> str | None:
+        """One line naming how many examples of each split are left out, or None."""
+        if not (self.dropped or self.dropped_val):
+            return None
+        n_train, n_val = len(self.train) + self.dropped, len(self.val) + self.dropped_val
+        return (
+            f"warning: {self.dropped} of {n_train} training and {self.dropped_val} of {n_val} "
+            f"validation examples are longer than {limit} bytes at some stage and are left out; "
+            "raise data.seq_len / model.max_seq_len to keep them"
+        )
 
 
 @dataclass
@@ -98,7 +110,7 @@ def load_reasoning(cfg: RunConfig) -> ReasoningData:
             f"data.val: all {n_val} validation examples are longer than {limit} bytes at some "
             "stage; give shorter data.val files or raise data.seq_len / model.max_seq_len"
         )
-    return ReasoningData(kept, val, len(train) - len(kept))
+    return ReasoningData(kept, val, len(train) - len(kept), n_val - len(val))
 
 
 def load_text(cfg: RunConfig) -> TextData:
