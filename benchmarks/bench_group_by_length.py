@@ -1,11 +1,14 @@
-"""Padding and step time of random vs length-grouped reasoning batches (`data.group_by_length`).
+"""Step time of the training step's variants: random vs length-grouped reasoning batches
+(`data.group_by_length`), and with `--compile` compiled blocks (`training.compile`).
 
-    python benchmarks/bench_group_by_length.py DATA.json [--recipe prontoqa] [--batches 30]
+    python benchmarks/bench_group_by_length.py DATA.json [--recipe prontoqa] [--batches 30] [--compile]
 
 The model and batch size are the recipe's (`common`), the examples DATA's. It reports the
-share of real bytes in the first epoch's padded batches both ways, then times one training
-forward and backward per batch, the two arms interleaved batch by batch (the machine is shared:
-interleaving spreads its load over both), and writes the medians to benchmarks/RESULTS.md.
+share of real bytes in the first epoch's padded batches, then times one training forward and
+backward per batch, the arms interleaved batch by batch (the machine is shared: interleaving
+spreads its load over all), and writes the medians to benchmarks/RESULTS.md. The compiled arm
+reads the random arm's batches with a second, compiled copy of the model; its first batches
+(compilation) are left out of the timing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=30, help="timed batches per arm")
     ap.add_argument("--group", type=int, default=25, help="data.group_by_length of the arm")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="also time training.compile=true")
     args = ap.parse_args()
 
     recipe = load_recipe(args.recipe)
@@ -45,6 +49,12 @@ def main() -> None:
     overrides += [f"training.num_threads={args.threads}"]
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_run_config(None, overrides), out, show_progress=False)
+        trainers = {"random": trainer, f"grouped ({args.group})": trainer}
+        if args.compile:
+            compiled = ["training.compile=true"]
+            trainers["random, compiled"] = Trainer(
+                load_run_config(None, overrides + compiled), out + "/c", show_progress=False
+            )
         plain = trainer.batches
         grouped = ReasoningBatches(
             plain.examples,
@@ -55,6 +65,8 @@ def main() -> None:
             group_by_length=args.group,
         )
         arms = {"random": plain, f"grouped ({args.group})": grouped}
+        if args.compile:
+            arms["random, compiled"] = plain
         n = len(plain)
         share = {}
         for name, batches in arms.items():
@@ -62,16 +74,19 @@ def main() -> None:
             padded = sum(b["input_ids"].numel() for b in made)
             share[name] = sum(int(b["n_bytes"]) for b in made) / padded
         seconds: dict[str, list[float]] = {name: [] for name in arms}
-        for i in range(min(args.batches, n)):
+        warm = 3 if args.compile else 0  # compilation, and the recompile for a second length
+        for i in range(min(args.batches + warm, n)):
             for name, batches in arms.items():
+                step_of = trainers[name]
                 b = batches.batch(0, i, 0)
                 start = time.perf_counter()
                 # the step's own loss, on the fields the trainer's loop hands it
                 fields = ("input_ids", "labels", "question_labels", "answer_labels")
-                loss, _ = trainer._micro_loss(*(b[f] for f in fields), b["thought_quotes"])
+                loss, _ = step_of._micro_loss(*(b[f] for f in fields), b["thought_quotes"])
                 loss.backward()
-                seconds[name].append(time.perf_counter() - start)
-                trainer.model.zero_grad(set_to_none=True)
+                if i >= warm:
+                    seconds[name].append(time.perf_counter() - start)
+                step_of.model.zero_grad(set_to_none=True)
     base = statistics.median(seconds["random"])
     rows = [
         "| batches | real bytes / padded bytes | median s (forward + backward) | time vs random |",
@@ -88,7 +103,7 @@ def main() -> None:
     print(body)
     write_section(
         "group_by_length",
-        "Length-grouped batches: padding and step time (bench_group_by_length.py)",
+        "Training step variants: length-grouped batches, compiled blocks (bench_group_by_length.py)",
         body,
         "python benchmarks/" + Path(__file__).name + " " + " ".join(sys.argv[1:]),
     )

@@ -74,7 +74,7 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on CUDA
-    compile: bool = False
+    compile: bool = False  # torch.compile every block (cached decoding stays eager); needs a C++ compiler on CPU
     activation_checkpointing: bool = False
     train_estimator: bool = False  # learned entropy estimator: add its auxiliary loss
     est_loss_weight: float = 1.0

@@ -1,5 +1,5 @@
-"""Parallelism for the hybrid byte model: which of its modules FSDP2 shards and which recompute
-their activations. The model file knows nothing of this; the process group and full-state
+"""Parallelism for the hybrid byte model: which of its modules FSDP2 shards, which recompute
+their activations and which are compiled. The model file knows nothing of this; the process group and full-state
 checkpoints are `runtime.distributed`'s.
 
 Under `torchrun`, rank 0 alone materialises the freshly initialised model (or the
@@ -20,6 +20,30 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
     """Recompute each latent block's activations in backward (see `Block`)."""
     for block in model.latent.blocks:
         block.activation_checkpointing = True
+
+
+def compile_blocks(model: nn.Module) -> None:
+    """`torch.compile` each transformer block's full-sequence forward: the local encoder's and
+    decoder's byte-level blocks as well as the latent ones (with a small latent the byte-level
+    blocks are most of a step). A call with a KV cache (cached generation, validation during
+    training, the continuous-thought passes) stays eager: a cache's bookkeeping is Python that
+    recompiles at every length."""
+    for block in [*model.encoder.blocks, *model.latent.blocks, *model.decoder.layers]:
+        eager = block.forward
+        compiled = torch.compile(eager)
+
+        def forward(*args, _eager=eager, _compiled=compiled, **kwargs):
+            plain = all(_is_plain(a) for a in (*args, *kwargs.values()))
+            return (_compiled if plain else _eager)(*args, **kwargs)
+
+        block.forward = forward
+
+
+def _is_plain(arg) -> bool:
+    """A tensor, a number, None or a tuple of tensors (RoPE tables): not a cache object."""
+    if isinstance(arg, (tuple, list)):
+        return all(isinstance(a, torch.Tensor) for a in arg)
+    return arg is None or isinstance(arg, (torch.Tensor, int, float, bool))
 
 
 def apply_fsdp(model: nn.Module, bf16: bool, device: torch.device | None = None) -> None:

@@ -42,7 +42,7 @@ from coconutblt.runtime.trackers import Trackers
 from coconutblt.train.batches import ReasoningBatches
 from coconutblt.train.config import RunConfig, TrainingConfig, run_config_from_dict, stage_config
 from coconutblt.train.data_setup import load_reasoning, load_text
-from coconutblt.train.distributed import apply_activation_checkpointing, apply_fsdp
+from coconutblt.train.distributed import apply_activation_checkpointing, apply_fsdp, compile_blocks
 from coconutblt.train.run_folder import (
     RunLock,
     check_new_run,
@@ -310,13 +310,12 @@ class Trainer:
         return model
 
     def _prepare_blocks(self, model: HybridTransformer) -> None:
-        """Activation checkpointing and `torch.compile` per latent block, as configured."""
+        """Activation checkpointing and `torch.compile` per block, as configured."""
         t = self.cfg.training
         if t.activation_checkpointing:
             apply_activation_checkpointing(model)
         if t.compile:
-            for block in model.latent.blocks:
-                block.compile()
+            compile_blocks(model)
 
     def _build_model(self, bf16: bool, resume_ckpt: dict | None) -> torch.nn.Module:
         if not self.ctx.enabled:
