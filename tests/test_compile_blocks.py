@@ -42,3 +42,16 @@ def test_compiled_blocks_equal_eager_and_cached_decoding_compiles_nothing():
     assert got.tokens == want.tokens and len(got.tokens[0]) == 16
     assert torch.equal(got.logits[0], want.logits[0])  # the same eager code, bit for bit
     assert counters["stats"]["unique_graphs"] == graphs  # the cached calls ran eagerly
+
+
+def test_where_compile_fails_the_blocks_stay_eager_with_a_warning(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("InductorError: no working C++ compiler found")
+
+    model = HybridTransformer(tiny_config())
+    monkeypatch.setattr(torch, "compile", broken)
+    compile_blocks(model)
+    assert "forward" not in vars(model.latent.blocks[0])  # not wrapped
+    warned = capsys.readouterr().out
+    assert warned.startswith("warning: training.compile=true but torch.compile fails here")
+    assert "no working C++ compiler" in warned and warned.count("\n") == 1

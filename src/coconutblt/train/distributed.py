@@ -27,7 +27,15 @@ def compile_blocks(model: nn.Module) -> None:
     decoder's byte-level blocks as well as the latent ones (with a small latent the byte-level
     blocks are most of a step). A call with a KV cache (cached generation, validation during
     training, the continuous-thought passes) stays eager: a cache's bookkeeping is Python that
-    recompiles at every length."""
+    recompiles at every length. Where torch.compile cannot build (no C++ compiler for a CPU
+    run, say) the blocks stay eager with a one-line warning: the run is slower, not stopped."""
+    reason = compile_unavailable()
+    if reason:
+        print(
+            f"warning: training.compile=true but torch.compile fails here ({reason}); "
+            "the blocks run eagerly"
+        )
+        return
     for block in [*model.encoder.blocks, *model.latent.blocks, *model.decoder.layers]:
         eager = block.forward
         compiled = torch.compile(eager)
@@ -37,6 +45,15 @@ def compile_blocks(model: nn.Module) -> None:
             return (_compiled if plain else _eager)(*args, **kwargs)
 
         block.forward = forward
+
+
+def compile_unavailable() -> str | None:
+    """None when torch.compile builds and runs a one-line function here, else why not."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(2))
+    except Exception as exc:  # a missing compiler surfaces as any of several error types
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    return None
 
 
 def _is_plain(arg) -> bool:
