@@ -49,12 +49,6 @@ def main() -> None:
     overrides += [f"training.num_threads={args.threads}"]
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_run_config(None, overrides), out, show_progress=False)
-        trainers = {"random": trainer, f"grouped ({args.group})": trainer}
-        if args.compile:
-            compiled = ["training.compile=true"]
-            trainers["random, compiled"] = Trainer(
-                load_run_config(None, overrides + compiled), out + "/c", show_progress=False
-            )
         plain = trainer.batches
         grouped = ReasoningBatches(
             plain.examples,
@@ -64,40 +58,41 @@ def main() -> None:
             epoch_size=plain.epoch_size,
             group_by_length=args.group,
         )
-        arms = {"random": plain, f"grouped ({args.group})": grouped}
+        # arm -> (its batches, the trainer whose step it times)
+        arms = {"random": (plain, trainer), f"grouped ({args.group})": (grouped, trainer)}
         if args.compile:
-            arms["random, compiled"] = plain
+            compiled = load_run_config(None, [*overrides, "training.compile=true"])
+            arms["random, compiled"] = (plain, Trainer(compiled, out + "/c", show_progress=False))
         n = len(plain)
         share = {}
-        for name, batches in arms.items():
+        for batches in {id(b): b for b, _ in arms.values()}.values():  # each batch order once
             made = [batches.batch(0, i, 0) for i in range(n)]
             padded = sum(b["input_ids"].numel() for b in made)
-            share[name] = sum(int(b["n_bytes"]) for b in made) / padded
+            share[id(batches)] = sum(int(b["n_bytes"]) for b in made) / padded
         seconds: dict[str, list[float]] = {name: [] for name in arms}
         warm = 3 if args.compile else 0  # compilation, and the recompile for a second length
         for i in range(min(args.batches + warm, n)):
-            for name, batches in arms.items():
-                step_of = trainers[name]
+            for name, (batches, timed) in arms.items():
                 b = batches.batch(0, i, 0)
                 start = time.perf_counter()
                 # the step's own loss, on the fields the trainer's loop hands it
                 fields = ("input_ids", "labels", "question_labels", "answer_labels")
-                loss, _ = step_of._micro_loss(*(b[f] for f in fields), b["thought_quotes"])
+                loss, _ = timed._micro_loss(*(b[f] for f in fields), b["thought_quotes"])
                 loss.backward()
                 if i >= warm:
                     seconds[name].append(time.perf_counter() - start)
-                step_of.model.zero_grad(set_to_none=True)
+                timed.model.zero_grad(set_to_none=True)
     base = statistics.median(seconds["random"])
     rows = [
         "| batches | real bytes / padded bytes | median s (forward + backward) | time vs random |",
         "|---|---|---|---|",
     ]
-    for name in arms:
+    for name, (batches, _) in arms.items():
         med = statistics.median(seconds[name])
-        rows.append(f"| {name} | {share[name]:.3f} | {med:.3f} | {med / base:.2f} |")
+        rows.append(f"| {name} | {share[id(batches)]:.3f} | {med:.3f} | {med / base:.2f} |")
     body = (
         f"{args.data}: {len(plain.examples)} examples, batch {plain.batch_size}, an epoch of {n}"
-        f" batches; {min(args.batches, n)} timed per arm, interleaved, "
+        f" batches; {len(seconds['random'])} timed per arm, interleaved, "
         f"{torch.get_num_threads()} threads.\n\n" + "\n".join(rows)
     )
     print(body)

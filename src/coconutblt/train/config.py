@@ -74,7 +74,9 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on CUDA
-    compile: bool = False  # torch.compile every block (cached decoding stays eager); needs a C++ compiler on CPU
+    # torch.compile every block (cached decoding stays eager); eager, with a warning, where it
+    # cannot build (a CPU run needs a C++ compiler)
+    compile: bool = False
     activation_checkpointing: bool = False
     train_estimator: bool = False  # learned entropy estimator: add its auxiliary loss
     est_loss_weight: float = 1.0

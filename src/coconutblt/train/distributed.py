@@ -1,6 +1,6 @@
 """Parallelism for the hybrid byte model: which of its modules FSDP2 shards, which recompute
-their activations and which are compiled. The model file knows nothing of this; the process group and full-state
-checkpoints are `runtime.distributed`'s.
+their activations and which are compiled. The model file knows nothing of this; the process
+group and full-state checkpoints are `runtime.distributed`'s.
 
 Under `torchrun`, rank 0 alone materialises the freshly initialised model (or the
 checkpoint) on the CPU; every other rank builds it on the `meta` device, all ranks shard it
