@@ -55,3 +55,5 @@ def test_where_compile_fails_the_blocks_stay_eager_with_a_warning(monkeypatch, c
     warned = capsys.readouterr().out
     assert warned.startswith("warning: training.compile=true but torch.compile fails here")
     assert "no working C++ compiler" in warned and warned.count("\n") == 1
+    compile_blocks(HybridTransformer(tiny_config()), warn=False)  # a rank other than the first
+    assert capsys.readouterr().out == ""

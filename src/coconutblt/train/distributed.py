@@ -22,19 +22,21 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
         block.activation_checkpointing = True
 
 
-def compile_blocks(model: nn.Module) -> None:
+def compile_blocks(model: nn.Module, warn: bool = True) -> None:
     """`torch.compile` each transformer block's full-sequence forward: the local encoder's and
     decoder's byte-level blocks as well as the latent ones (with a small latent the byte-level
     blocks are most of a step). A call with a KV cache (cached generation, validation during
     training, the continuous-thought passes) stays eager: a cache's bookkeeping is Python that
     recompiles at every length. Where torch.compile cannot build (no C++ compiler for a CPU
-    run, say) the blocks stay eager with a one-line warning: the run is slower, not stopped."""
+    run, say) the blocks stay eager with a one-line warning (printed where `warn`: one rank
+    of a distributed run says it once): the run is slower, not stopped."""
     reason = compile_unavailable()
     if reason:
-        print(
-            f"warning: training.compile=true but torch.compile fails here ({reason}); "
-            "the blocks run eagerly"
-        )
+        if warn:
+            print(
+                f"warning: training.compile=true but torch.compile fails here ({reason}); "
+                "the blocks run eagerly"
+            )
         return
     for block in [*model.encoder.blocks, *model.latent.blocks, *model.decoder.layers]:
         eager = block.forward

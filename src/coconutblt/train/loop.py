@@ -315,7 +315,7 @@ class Trainer:
         if t.activation_checkpointing:
             apply_activation_checkpointing(model)
         if t.compile:
-            compile_blocks(model)
+            compile_blocks(model, warn=self.ctx.is_main)
 
     def _build_model(self, bf16: bool, resume_ckpt: dict | None) -> torch.nn.Module:
         if not self.ctx.enabled:
