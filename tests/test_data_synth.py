@@ -145,6 +145,14 @@ def test_chain_defaults_are_short_and_varied() -> None:
         assert len(dead_ends) == len(heads) == 3 and start in heads and ex.answer in dead_ends
 
 
+FACT = r"(?:Every )?(\w+) is a (\w+)\."  # "Every X is a Y." or "Tom is a X."
+
+
+def fact_edges(facts: list[str]) -> list[tuple[str, str]]:
+    """(subject, object) of each fact, in the given order."""
+    return [re.fullmatch(FACT, fact).groups() for fact in facts]
+
+
 def prosqa_graph(question: str) -> tuple[dict[str, list[str]], str, str, str, list[str]]:
     *facts, query = re.findall(r"[^.?]+[.?]", question)
     person, a, b = re.fullmatch(r" ?Is (\w+) a (\w+) or (\w+)\?", query).groups()
@@ -153,7 +161,7 @@ def prosqa_graph(question: str) -> tuple[dict[str, list[str]], str, str, str, li
     for fact in facts:
         fact = fact.strip()
         sentences.append(fact)
-        u, v = re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", fact).groups()
+        u, v = re.fullmatch(FACT, fact).groups()
         succ.setdefault(u, []).append(v)
     return succ, person, a, b, sentences
 
@@ -185,7 +193,7 @@ def test_prosqa_answer_reachable_and_other_not(seed: int, hops: int) -> None:
         assert all(step in facts for step in ex.steps)
         node = person
         for step in ex.steps:
-            u, v = re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", step).groups()
+            u, v = re.fullmatch(FACT, step).groups()
             assert u == node
             node = v
         assert node == target
@@ -199,7 +207,7 @@ def test_prosqa_search_steps_are_a_breadth_first_search(seed: int) -> None:
         assert (ex.question, ex.answer) == (path.question, path.answer)  # only the steps differ
         succ, person, a, b, facts = prosqa_graph(ex.question)
         target = ex.answer.removeprefix(f"{person} is a ").removesuffix(".")
-        edges = [re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", f).groups() for f in facts]
+        edges = fact_edges(facts)
         # level by level, each level every edge (in question order) from the level before
         # to a concept not reached yet, until the first edge that reaches an option
         reached, frontier, expected, done = {person}, {person}, [], False
@@ -220,9 +228,6 @@ def test_prosqa_search_steps_are_a_breadth_first_search(seed: int) -> None:
         assert len(ex.steps) == len(path.steps)  # it meets the answer at its shortest depth
 
 
-FACT = r"(?:Every )?(\w+) is a (\w+)\."
-
-
 @given(st.integers(0, 2**32))
 @settings(max_examples=20, deadline=None)
 def test_prosqa_backward_steps_walk_from_the_first_option(seed: int) -> None:
@@ -230,7 +235,7 @@ def test_prosqa_backward_steps_walk_from_the_first_option(seed: int) -> None:
     for path, ex in zip(paths, walks, strict=True):
         assert (ex.question, ex.answer) == (path.question, path.answer)  # only the steps differ
         succ, person, a, b, facts = prosqa_graph(ex.question)
-        edges = [re.fullmatch(FACT, f).groups() for f in facts]
+        edges = fact_edges(facts)
         people = {u for u, _ in edges if u[0].isupper()}
         assert all(step in facts for step in ex.steps)
         node = a  # from the first option named, each step the fact into the node reached
@@ -249,10 +254,10 @@ def test_backward_walk_decides_the_real_file(real_prosqa) -> None:
     person exactly when that option is the answer, in all but one question of 300."""
     right = 0
     for ex in real_prosqa:
-        edges = re.findall(FACT, ex.question)
+        _, person, a, b, facts = prosqa_graph(ex.question)
+        edges, options = fact_edges(facts), (a, b)
         people = {u for u, _ in edges if u[0].isupper()}
-        person, answer = ex.answer.split()[0], ex.answer.split()[-1].rstrip(".")
-        options = re.search(r"Is \w+ a (\w+) or (\w+)\?", ex.question).groups()
+        answer = ex.answer.removeprefix(f"{person} is a ").removesuffix(".")
         ends = [(backward_walk(edges, o, person, people) or [("",)])[-1][0] for o in options]
         right += all((end == person) == (o == answer) for end, o in zip(ends, options, strict=True))
     assert len(real_prosqa) == 300 and right == 299
