@@ -63,6 +63,34 @@ def test_a_new_copy_path_is_a_no_op():
         assert torch.equal(plain(ids).logits, with_copy(ids).logits)
 
 
+@pytest.mark.parametrize("patch_vector", ["own_bytes", "contextual"])
+def test_own_bytes_patch_vectors_make_a_quote_equal_its_source(patch_vector):
+    """`patch_vector: own_bytes`: a fact quoted on a line of its own has the vector the fact
+    has inside the question (the encoder's contextual states do not)."""
+    model = sentence_model(
+        patch_vector=patch_vector,
+        ngram_sizes=[2, 3],
+        ngram_buckets=64,
+        use_byte_patch_attention=True,
+    )
+    ids = torch.tensor([encode(TEXT)])
+    assert patch_texts(model, ids) == [
+        "Bob is red. ",
+        "Ann is tall. ",
+        "Cats are sly. ",
+        "Ann is tall.\n",
+        "Bob is red.\n",
+    ]
+    with torch.no_grad():
+        layout = model(ids).layout
+        h = model.encoder.byte_states(ids, torch.arange(ids.shape[1])[None])
+        vectors = model.encoder.pool(h, layout, ids)[0]  # (P, D)
+    # equal up to float rounding (rows of one matmul may take other kernel paths)
+    same = [torch.allclose(vectors[i], vectors[j], rtol=0, atol=1e-6) for i, j in ((1, 3), (0, 4))]
+    assert same == ([True, True] if patch_vector == "own_bytes" else [False, False])
+    assert not torch.allclose(vectors[1], vectors[2])  # other bytes, another vector
+
+
 def test_the_pointer_and_the_byte_path_both_get_gradients():
     """The pointer learns from the copy loss, the byte embeddings from the next-byte loss (the
     zero start must not block either)."""

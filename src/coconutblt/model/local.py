@@ -17,6 +17,7 @@ from coconutblt.model.layers import MLP, Attention, Block, KVCache, RopeTables, 
 from coconutblt.model.patching import PatchLayout
 
 _HASH_BASE = 263
+_SPACE, _NEWLINE = 32, 10
 
 
 def ngram_hashes(
@@ -116,13 +117,26 @@ class LocalEncoder(nn.Module):
             x = block(x, rope, mask, caches[i] if caches else None)
         return x
 
-    def pool(self, h: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
-        """byte states (B, T, dl) -> patch vectors (B, P, d_model)."""
+    def own_bytes(self, patch_ids: torch.Tensor) -> torch.Tensor:
+        """patch_ids (B, P, M) each patch's ids from its first byte -> (B, P, M, dl) their
+        embeddings with n-grams hashed inside the patch only (`patch_vector: own_bytes`): no
+        byte before the patch counts, and a newline reads as a space, so a fact quoted on a
+        line of its own embeds as it does inside the question."""
+        B, P, M = patch_ids.shape
+        flat = patch_ids.reshape(B * P, M)
+        flat = torch.where(flat == _NEWLINE, torch.full_like(flat, _SPACE), flat)
+        return self.embed_bytes(flat).view(B, P, M, -1)
+
+    def pool(self, h: torch.Tensor, layout: PatchLayout, ids: torch.Tensor) -> torch.Tensor:
+        """byte states h (B, T, dl) and their ids (B, T) -> patch vectors (B, P, d_model)."""
         index, valid = layout.gather_index(self.cfg.patch_cap)  # (B, P, M)
         B, P, M = index.shape
-        hn = self.norm(h)
-        grouped = hn.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, hn.shape[-1]))
-        grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
+        if self.cfg.patch_vector == "own_bytes":
+            grouped = self.norm(self.own_bytes(ids.gather(1, index.view(B, P * M)).view(B, P, M)))
+        else:
+            hn = self.norm(h)
+            grouped = hn.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, hn.shape[-1]))
+            grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
         w = valid.unsqueeze(-1).to(grouped.dtype)
         count = w.sum(2).clamp(min=1)
         mean = (grouped * w).sum(2) / count  # (B, P, dl)

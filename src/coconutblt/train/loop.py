@@ -296,8 +296,11 @@ class Trainer:
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
             weights, added = model.with_new_parts(ckpt["model"])
-            if added:
-                print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start as a no-op")
+            lacked = [k for k in added if k not in ckpt["model"]]
+            if lacked:
+                print(f"init_from: {c.init_from} lacks {', '.join(lacked)}; they start as a no-op")
+            if len(lacked) < len(added):  # `thoughts_start_as_quotes`
+                print("init_from: the thought head starts at zero: a thought starts as its quote")
             try:
                 model.load_state_dict(weights)
             except RuntimeError as exc:
