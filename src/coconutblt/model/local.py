@@ -118,14 +118,16 @@ class LocalEncoder(nn.Module):
         return x
 
     def own_bytes(self, patch_ids: torch.Tensor) -> torch.Tensor:
-        """patch_ids (B, P, M) each patch's ids from its first byte -> (B, P, M, dl) their
-        embeddings with n-grams hashed inside the patch only (`patch_vector: own_bytes`): no
-        byte before the patch counts, and a newline reads as a space, so a fact quoted on a
-        line of its own embeds as it does inside the question."""
+        """patch_ids (B, P, M) each patch's ids from its first byte -> (B, P, M, dl) the
+        encoder's states of each patch read alone (`patch_vector: own_bytes`): its n-grams and
+        attention start at the patch's first byte, and a newline reads as a space, so a fact
+        quoted on a line of its own reads as it does inside the question. (A slot past the
+        patch's end holds whatever follows; causal attention keeps it out of the patch's own.)"""
         B, P, M = patch_ids.shape
         flat = patch_ids.reshape(B * P, M)
         flat = torch.where(flat == _NEWLINE, torch.full_like(flat, _SPACE), flat)
-        return self.embed_bytes(flat).view(B, P, M, -1)
+        positions = torch.arange(M, device=flat.device).expand(B * P, M)
+        return self.byte_states(flat, positions).view(B, P, M, -1)
 
     def pool(self, h: torch.Tensor, layout: PatchLayout, ids: torch.Tensor) -> torch.Tensor:
         """byte states h (B, T, dl) and their ids (B, T) -> patch vectors (B, P, d_model)."""
