@@ -166,7 +166,7 @@ class Attention(nn.Module):
             if mask is None and (past > 0 or self.window > 0):
                 idx = torch.arange(k.shape[2], device=x.device).expand(B, -1)
                 mask = causal_mask(idx[:, past:], idx, self.window)
-        elif mask is None and self.window > 0:
+        elif mask is None and 0 < self.window < T:  # (within the window: plain causal)
             y = sliding_window_attention(q, k, v, self.window)  # (B, H, T, hd)
             return self.out(y.transpose(1, 2).reshape(B, T, C))
         y = self._attend(q, k, v, mask, causal=True)
