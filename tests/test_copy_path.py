@@ -105,6 +105,28 @@ def test_the_pointer_and_the_byte_path_both_get_gradients():
     assert model(ids[:, :30], labels=ids[:, :30]).copy_loss is None
 
 
+def test_with_own_bytes_vectors_a_thought_starts_as_its_quote():
+    """`patch_vector: own_bytes` + `copy_into_thoughts`: the thought's input starts as the vector
+    its pointer picks (read = identity, thought head = 0), also when added to a CoT model by
+    `init_from`; written text computes exactly what the CoT model did."""
+    kw = dict(copy_path=True, thought_head=True, patch_vector="own_bytes")
+    cot = sentence_model(**kw)
+    assert torch.equal(cot.thought_head.weight, torch.eye(cot.config.d_model))  # paper's start
+    reading = sentence_model(**kw, copy_into_thoughts=True)
+    weights, added = reading.with_new_parts(cot.state_dict())
+    assert added == ["copy.thought_read.weight", "thought_head.weight", "thought_head.bias"]
+    reading.load_state_dict(weights)
+    assert torch.equal(reading.copy.thought_read.weight, torch.eye(cot.config.d_model))
+    assert not reading.thought_head.weight.any() and not reading.thought_head.bias.any()
+    ids = torch.tensor([encode(TEXT)])
+    with torch.no_grad():
+        assert torch.equal(cot(ids).logits, reading(ids).logits)
+    # contextual vectors: the map starts at zero and the head as the state itself
+    plain = sentence_model(copy_path=True, thought_head=True, copy_into_thoughts=True)
+    assert not plain.copy.thought_read.weight.any()
+    assert torch.equal(plain.thought_head.weight, torch.eye(cot.config.d_model))
+
+
 def test_a_new_thought_reading_is_a_no_op():
     """`copy_into_thoughts` added to a copy-path model starts at zero: with thoughts in the
     input, the logits are those of the model without it."""
