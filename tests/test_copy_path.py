@@ -63,34 +63,6 @@ def test_a_new_copy_path_is_a_no_op():
         assert torch.equal(plain(ids).logits, with_copy(ids).logits)
 
 
-@pytest.mark.parametrize("patch_vector", ["own_bytes", "contextual"])
-def test_own_bytes_patch_vectors_make_a_quote_equal_its_source(patch_vector):
-    """`patch_vector: own_bytes`: a fact quoted on a line of its own has the vector the fact
-    has inside the question (the encoder's contextual states do not)."""
-    model = sentence_model(
-        patch_vector=patch_vector,
-        ngram_sizes=[2, 3],
-        ngram_buckets=64,
-        use_byte_patch_attention=True,
-    )
-    ids = torch.tensor([encode(TEXT)])
-    assert patch_texts(model, ids) == [
-        "Bob is red. ",
-        "Ann is tall. ",
-        "Cats are sly. ",
-        "Ann is tall.\n",
-        "Bob is red.\n",
-    ]
-    with torch.no_grad():
-        layout = model(ids).layout
-        h = model.encoder.byte_states(ids, torch.arange(ids.shape[1])[None])
-        vectors = model.encoder.pool(h, layout, ids)[0]  # (P, D)
-    # equal up to float rounding (rows of one matmul may take other kernel paths)
-    same = [torch.allclose(vectors[i], vectors[j], rtol=0, atol=1e-6) for i, j in ((1, 3), (0, 4))]
-    assert same == ([True, True] if patch_vector == "own_bytes" else [False, False])
-    assert not torch.allclose(vectors[1], vectors[2])  # other bytes, another vector
-
-
 def test_the_pointer_and_the_byte_path_both_get_gradients():
     """The pointer learns from the copy loss, the byte embeddings from the next-byte loss (the
     zero start must not block either)."""
@@ -103,28 +75,6 @@ def test_the_pointer_and_the_byte_path_both_get_gradients():
         assert p.grad is not None and p.grad.abs().sum() > 0
     # with nothing repeated there is no target and no copy loss
     assert model(ids[:, :30], labels=ids[:, :30]).copy_loss is None
-
-
-def test_with_own_bytes_vectors_a_thought_starts_as_its_quote():
-    """`patch_vector: own_bytes` + `copy_into_thoughts`: the thought's input starts as the vector
-    its pointer picks (read = identity, thought head = 0), also when added to a CoT model by
-    `init_from`; written text computes exactly what the CoT model did."""
-    kw = dict(copy_path=True, thought_head=True, patch_vector="own_bytes")
-    cot = sentence_model(**kw)
-    assert torch.equal(cot.thought_head.weight, torch.eye(cot.config.d_model))  # paper's start
-    reading = sentence_model(**kw, copy_into_thoughts=True)
-    weights, added = reading.with_new_parts(cot.state_dict())
-    assert added == ["copy.thought_read.weight", "thought_head.weight", "thought_head.bias"]
-    reading.load_state_dict(weights)
-    assert torch.equal(reading.copy.thought_read.weight, torch.eye(cot.config.d_model))
-    assert not reading.thought_head.weight.any() and not reading.thought_head.bias.any()
-    ids = torch.tensor([encode(TEXT)])
-    with torch.no_grad():
-        assert torch.equal(cot(ids).logits, reading(ids).logits)
-    # contextual vectors: the map starts at zero and the head as the state itself
-    plain = sentence_model(copy_path=True, thought_head=True, copy_into_thoughts=True)
-    assert not plain.copy.thought_read.weight.any()
-    assert torch.equal(plain.thought_head.weight, torch.eye(cot.config.d_model))
 
 
 def test_a_new_thought_reading_is_a_no_op():

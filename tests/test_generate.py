@@ -59,16 +59,6 @@ CONFIGS = {
     "word-closed-copy-into-thoughts": dict(
         patcher="word", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
     ),
-    "sentence-own-bytes-ngram-into-thoughts": dict(
-        patcher="sentence",
-        closed_patch_context=True,
-        copy_path=True,
-        copy_into_thoughts=True,
-        patch_vector="own_bytes",
-        ngram_sizes=[2, 3],
-        ngram_buckets=64,
-        use_byte_patch_attention=True,
-    ),
     "entropy-model-closed": dict(patcher="entropy", closed_patch_context=True),
     "entropy-learned-relative-closed": dict(
         patcher="entropy",

@@ -182,7 +182,7 @@ def _patches_and_states(model, ids):
     B, T = ids.shape
     h = model.encoder.byte_states(ids, torch.arange(T).expand(B, T))
     layout = layout_from_starts(model.boundaries(ids, model.entropies(ids, h)[0]))
-    patches = model.encoder.pool(h, layout, ids)
+    patches = model.encoder.pool(h, layout)
     is_thought = thought_patches(ids, layout)
     return patches, model.run_latent(patches, is_thought), layout, is_thought
 

@@ -95,12 +95,6 @@ class ModelConfig:
     ngram_case_fold: bool = False  # hash n-grams of case-folded ASCII ("Every"/"every" share)
     pooling: Literal["mean", "max"] = "mean"
     use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
-    # what a patch's vector is pooled from: "contextual", the encoder's byte states (each byte
-    # has read up to local_window bytes before it); "own_bytes", the encoder run over the
-    # patch's own bytes alone, a newline read as a space. Then a written step that quotes
-    # a fact of the question has that fact's vector exactly, so a continuous thought that
-    # reads the fact (copy_into_thoughts) starts as the step it replaces (docs/patching.md)
-    patch_vector: Literal["contextual", "own_bytes"] = "contextual"
     cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over
     # patching
     # fixed: every patch_size bytes; space: a word byte after a non-word byte starts a patch;

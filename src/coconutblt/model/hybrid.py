@@ -109,13 +109,6 @@ class HybridTransformer(nn.Module):
             nn.init.zeros_(self.thought_head.bias)
         if self.copy is not None:
             self.copy.init_weights()
-        if self.thoughts_start_as_quotes:
-            # a thought's input starts as the vector of the patch its pointer picks, which with
-            # own-bytes patch vectors is the vector of the step it replaces: stage k starts
-            # where stage k-1 ended; the state's share is learned from zero
-            nn.init.eye_(self.copy.thought_read.weight)
-            if self.thought_head is not None:
-                nn.init.zeros_(self.thought_head.weight)
         for m in self.modules():
             if isinstance(m, ContinuousLatentModule):
                 nn.init.normal_(m.bank, std=1.0)
@@ -205,7 +198,7 @@ class HybridTransformer(nn.Module):
             if cfg.closed_patch_context:
                 closes = announced[:, 1:]
         layout = layout_from_starts(starts)
-        patches = self.encoder.pool(h, layout, input_ids)  # (B, P, D)
+        patches = self.encoder.pool(h, layout)  # (B, P, D)
         is_thought = thought_patches(input_ids, layout)  # (B, P)
         # the thoughts' pointers, collected when they have targets
         quoted = labels is not None and thought_quotes is not None and self.reads_into_thoughts
@@ -241,20 +234,10 @@ class HybridTransformer(nn.Module):
     def with_new_parts(self, weights: dict) -> tuple[dict, list[str]]:
         """`weights` (a state dict) completed with this model's own values for the parts that
         start as a no-op and that `weights` lacks, and the names added: a copy path may be added
-        to a model trained without one, and it then computes exactly what that model did on
-        written text. (With `thoughts_start_as_quotes`, the thought head is also taken at its
-        start: a thought then starts as the quote it reads.)"""
+        to a model trained without one, and it then computes exactly what that model did."""
         own = self.state_dict()
         added = [k for k in own if k.startswith("copy.") and k not in weights]
-        if self.thoughts_start_as_quotes and "copy.thought_read.weight" in added:
-            added += [k for k in own if k.startswith("thought_head.")]  # as `init_weights`
         return {**weights, **{k: own[k] for k in added}}, added
-
-    @property
-    def thoughts_start_as_quotes(self) -> bool:
-        """Thoughts read through the copy pointer and patch vectors are the patches' own
-        bytes: then a thought can start as exactly the step it replaces."""
-        return self.reads_into_thoughts and self.config.patch_vector == "own_bytes"
 
     def copy_pointer(
         self, queries: torch.Tensor, keys: torch.Tensor, key_real: torch.Tensor

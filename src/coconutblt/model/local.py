@@ -17,7 +17,6 @@ from coconutblt.model.layers import MLP, Attention, Block, KVCache, RopeTables, 
 from coconutblt.model.patching import PatchLayout
 
 _HASH_BASE = 263
-_SPACE, _NEWLINE = 32, 10
 
 
 def ngram_hashes(
@@ -117,33 +116,13 @@ class LocalEncoder(nn.Module):
             x = block(x, rope, mask, caches[i] if caches else None)
         return x
 
-    def own_bytes(self, patch_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """patch_ids (B, P, M) each patch's ids from its first byte, valid (B, P, M) the slots
-        inside it -> (B, P, M, dl) the encoder's states of each patch read alone (`patch_vector:
-        own_bytes`; zero outside the patches): its n-grams and attention start at the patch's
-        first byte and a newline reads as a space, so a fact quoted on a line of its own reads
-        as it does inside the question. Only real patches are run, cut to the longest."""
-        real = valid.any(-1)  # (B, P)
-        width = max(1, int(valid.sum(-1).max()))
-        ids = patch_ids[real][:, :width]  # (N, width)
-        ids = torch.where(ids == _NEWLINE, torch.full_like(ids, _SPACE), ids)
-        positions = torch.arange(width, device=ids.device).expand_as(ids)
-        states = self.byte_states(ids, positions)  # (N, width, dl)
-        out = states.new_zeros(*patch_ids.shape, states.shape[-1])  # (B, P, M, dl)
-        out[:, :, :width][real] = states
-        return out
-
-    def pool(self, h: torch.Tensor, layout: PatchLayout, ids: torch.Tensor) -> torch.Tensor:
-        """byte states h (B, T, dl) and their ids (B, T) -> patch vectors (B, P, d_model)."""
+    def pool(self, h: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
+        """byte states (B, T, dl) -> patch vectors (B, P, d_model)."""
         index, valid = layout.gather_index(self.cfg.patch_cap)  # (B, P, M)
         B, P, M = index.shape
-        if self.cfg.patch_vector == "own_bytes":
-            patch_ids = ids.gather(1, index.view(B, P * M)).view(B, P, M)
-            grouped = self.norm(self.own_bytes(patch_ids, valid))  # (B, P, M, dl)
-        else:
-            hn = self.norm(h)
-            grouped = hn.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, hn.shape[-1]))
-            grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
+        hn = self.norm(h)
+        grouped = hn.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, hn.shape[-1]))
+        grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
         w = valid.unsqueeze(-1).to(grouped.dtype)
         count = w.sum(2).clamp(min=1)
         mean = (grouped * w).sum(2) / count  # (B, P, dl)

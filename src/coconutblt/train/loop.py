@@ -296,11 +296,8 @@ class Trainer:
         if c.init_from:
             ckpt = read_checkpoint(c.init_from)
             weights, added = model.with_new_parts(ckpt["model"])
-            lacked = [k for k in added if k not in ckpt["model"]]
-            if lacked:
-                print(f"init_from: {c.init_from} lacks {', '.join(lacked)}; they start as a no-op")
-            if len(lacked) < len(added):  # `thoughts_start_as_quotes`
-                print("init_from: the thought head starts at zero: a thought starts as its quote")
+            if added:
+                print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start as a no-op")
             try:
                 model.load_state_dict(weights)
             except RuntimeError as exc:
