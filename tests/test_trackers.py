@@ -72,3 +72,16 @@ def test_unknown_or_missing_trackers_are_one_line_errors(tmp_path, monkeypatch):
     quiet = tmp_path / "quiet"
     assert Trackers([], quiet).tensorboard is None  # none: nothing imported, nothing written
     assert not quiet.exists()
+
+
+def test_flush_puts_every_logged_scalar_on_disk_before_close(tmp_path):
+    """`Trackers.flush`: what was logged is in the event file while the writer stays open (the
+    HF trainer flushes before it replaces the run folder)."""
+    pytest.importorskip("tensorboard")
+    trackers = Trackers(["tensorboard"], tmp_path)
+    for step in range(1, 4):
+        trackers.log({"type": "train", "step": step, "loss": 1.0 / step})
+    trackers.flush()
+    got = tensorboard_scalars(tmp_path / "tensorboard")
+    trackers.close()
+    assert [(s, round(v, 6)) for s, v in got["train/loss"]] == [(1, 1.0), (2, 0.5), (3, 0.333333)]

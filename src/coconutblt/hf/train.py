@@ -443,6 +443,8 @@ def _train_loop(
                 meta.update(epoch=epoch + 1, steps=step)
                 meta["val_accuracy"] = val_accuracy[-1] if val_accuracy else None
                 log = jsonl_text(metrics)
+                if trackers is not None:
+                    trackers.flush()  # nothing may append while the folder is replaced
                 host.save_pretrained(out, metadata=meta, extra_files={METRICS_FILE: log}, keep=keep)
             barrier(ranks)  # the others wait for rank 0's validation and save
     finally:

@@ -105,6 +105,13 @@ class Trackers:
         if self.wandb is not None:
             self.wandb.log(values, step=step)
 
+    def flush(self) -> None:
+        """Write what is queued now. TensorBoard appends from a background thread, by path:
+        a caller about to move the run folder (`hf train` replaces it after every epoch) flushes
+        first, so no append lands in the moment the folder is away."""
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
