@@ -151,6 +151,22 @@ def test_sliding_window_attention_equals_the_masked_computation(length, window):
     torch.testing.assert_close(sliding_window_attention(q, k, v, window), masked)
 
 
+@pytest.mark.parametrize("length", [5, 8, 9, 20])
+def test_windowed_attention_without_a_mask_equals_the_window_mask(length):
+    """`Attention` with a window and no mask (plain causal SDPA while the sequence fits in the
+    window, the blocked path past it) gives what the explicit window mask gives."""
+    from coconutblt.model.layers import Attention, causal_mask, rope_tables
+
+    torch.manual_seed(length)
+    attn = Attention(dim=16, n_heads=2, window=8)
+    x = torch.randn(2, length, 16)
+    idx = torch.arange(length).expand(2, length)
+    rope = rope_tables(idx, 8, 10000.0)
+    with torch.no_grad():
+        masked = attn(x, rope, causal_mask(idx, idx, 8))
+        torch.testing.assert_close(attn(x, rope), masked)
+
+
 def test_case_folded_ngrams_share_embeddings_across_case():
     """With ngram_case_fold, "Sterpuses" and "sterpuses" differ only in the first byte's own
     embedding: every n-gram hash is the same."""
