@@ -249,6 +249,15 @@ def test_prosqa_backward_steps_walk_from_the_first_option(seed: int) -> None:
         assert (node == person) == (ex.answer == f"{person} is a {a}.")  # ...the asked one iff
 
 
+@pytest.mark.parametrize("steps", ["path", "backward"])
+def test_prosqa_restate_appends_the_query_and_changes_nothing_else(steps: str) -> None:
+    plain, restated = prosqa(6, seed=5, steps=steps), prosqa(6, seed=5, steps=steps, restate=True)
+    for ex, rx in zip(plain, restated, strict=True):
+        assert (rx.question, rx.answer, rx.steps[:-1]) == (ex.question, ex.answer, ex.steps)
+        query = rx.question.rsplit(". ", 1)[1]  # the question's last sentence
+        assert query.startswith("Is ") and rx.steps[-1] == query
+
+
 def test_backward_walk_decides_the_real_file(real_prosqa) -> None:
     """The docstring's count: in the real file, the walk back from an option reaches the asked
     person exactly when that option is the answer, in all but one question of 300."""

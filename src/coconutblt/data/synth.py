@@ -337,6 +337,7 @@ def prosqa(
     people: IntSpec | None = None,
     tries: int = 1000,
     steps: str = "path",
+    restate: bool = False,
 ) -> list[Example]:
     """ProsQA questions: "Every X is a Y. ... Tom is a X. ... Is Tom a A or B?".
 
@@ -356,6 +357,11 @@ def prosqa(
     of `backward_walk` from the first option the question names, one a step, in the order
     walked (that option first): it ends at the person exactly when that option is the answer,
     and each step is one fact of the question, found by its object alone.
+
+    With `restate=True` a last step quotes the question's query ("Is Tom a A or B?") after the
+    walk: the answer's decision (did the walk end at the asked person?) then compares two
+    names a few bytes apart, and its options are bytes the decoder has just read, instead of
+    a name ~20 patches back.
     """
     if steps not in ("path", "search", "backward"):
         raise ValueError(f"steps={steps!r}: use 'path', 'search' or 'backward'")
@@ -384,7 +390,8 @@ def prosqa(
         rng.shuffle(order)  # the question's order of facts
         person, (a, b) = label[0], rng.sample([target, negative], 2)
         question = " ".join(_fact(label[u], label[v]) for u, v in order)
-        question += f" Is {person} a {label[a]} or {label[b]}?"
+        query = f"Is {person} a {label[a]} or {label[b]}?"
+        question += f" {query}"
         if steps == "path":
             nodes = shortest_path(edges, 0, target)
             written = [_fact(label[u], label[v]) for u, v in zip(nodes, nodes[1:], strict=False)]
@@ -394,6 +401,8 @@ def prosqa(
         else:
             walk = backward_walk(order, a, 0, set(people_ids))
             written = [_fact(label[u], label[v]) for u, v in walk]
+        if restate:
+            written.append(query)
         out.append(Example(question, written, f"{person} is a {label[target]}."))
     return out
 
