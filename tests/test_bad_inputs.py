@@ -102,6 +102,7 @@ CASES = [
     ("holdout=1", [*TEXT, "data.holdout=1.0"], "data.holdout"),
     ("uniform_prob", [*REASONING, "curriculum.uniform_prob=1.5"], "curriculum.uniform_prob"),
     ("epochs=0", [*REASONING, "curriculum.num_epochs=0"], "curriculum.num_epochs"),
+    ("keep<0", [*REASONING, "curriculum.keep_last_steps=-1"], "curriculum.keep_last_steps"),
     ("stage/epoch=0", [*REASONING, "curriculum.epochs_per_stage=0"], "epochs_per_stage"),
     ("start_stage", [*REASONING, "curriculum.start_stage=9"], "curriculum.start_stage"),
     ("thoughts", [*REASONING, "curriculum.c_thought=64", "curriculum.max_latent_stage=9"], "c_thought"),

@@ -73,6 +73,14 @@ def ids(mode: str, stage: int, for_eval: bool = False, **cfg) -> tuple[list[int]
         ("no_cot", 0, {}, Q, ANS),
         ("no_cot", 2, {"c_thought": 3}, Q, ANS),
         ("coconut", 1, {"markers": False}, Q + [L], Y + ANS),
+        # keep_last_steps: the curriculum counts only the steps before the kept ones
+        ("coconut", 1, {"keep_last_steps": 1}, Q + [S, L, E], Y + ANS),
+        ("coconut", 2, {"keep_last_steps": 1}, Q + [S, L, L, E], Y + ANS),
+        ("coconut", 4, {"keep_last_steps": 1}, Q + [S, L, E], Y + ANS),
+        ("coconut", 4, {"keep_last_steps": 2}, Q + [S, E], X + Y + ANS),
+        ("no_curriculum", 0, {"keep_last_steps": 1}, Q + [S, L, E], Y + ANS),
+        ("no_cot", 0, {"keep_last_steps": 1}, Q, ANS),
+        ("cot", 0, {"keep_last_steps": 1}, Q, X + Y + ANS),
     ],
 )
 def test_hand_written_layouts(mode: str, stage: int, cfg: dict, prompt: list, target: list):
@@ -134,6 +142,8 @@ def test_config_validation_and_schedule() -> None:
         StageConfig(uniform_prob=1.5)
     with pytest.raises(UserError):
         StageConfig(c_thought=-1)
+    with pytest.raises(UserError, match="keep_last_steps"):
+        StageConfig(keep_last_steps=-1)
     with pytest.raises(ValueError):
         stage_counts(EX, -1, StageConfig())
     assert [scheduled_stage(e, 3, StageConfig()) for e in range(7)] == [0, 0, 0, 1, 1, 1, 2]

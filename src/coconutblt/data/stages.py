@@ -11,6 +11,10 @@ MIT) so that results are comparable:
   `stage_counts(for_eval=True)`).
 * With probability `uniform_prob` an example trains a uniformly random stage
   0..len(steps) instead (the analysis runs of the paper).
+* `keep_last_steps` (not in the official code; 0 there) keeps an example's last steps written
+  at every stage: the curriculum counts only the steps before them, so a stage past those
+  replaces all of them and no more. For a last step that makes a decision easy in bytes
+  (ProsQA's restated query, `data.synth.prosqa(restate=True)`).
 * Layout: ``BOS question\\n <|start-latent|> thoughts <|end-latent|> step\\n ... ### answer
   EOS``. The loss ignores everything up to the end marker.
 
@@ -68,12 +72,15 @@ class StageConfig:
     pad_latent_to_max: bool = False
     uniform_prob: float = 0.0
     markers: bool | None = None  # None: the mode's default (table in the module docstring)
+    keep_last_steps: int = 0  # the last steps of every example stay written at every stage
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.c_thought < 0 or self.max_latent_stage < 0:
-            raise UserError("c_thought and max_latent_stage must be >= 0; fix the config")
+        if self.c_thought < 0 or self.max_latent_stage < 0 or self.keep_last_steps < 0:
+            raise UserError(
+                "c_thought, max_latent_stage and keep_last_steps must be >= 0; fix the config"
+            )
         if not 0.0 <= self.uniform_prob <= 1.0:
             raise UserError(f"uniform_prob={self.uniform_prob} must be in [0, 1]; fix the config")
 
@@ -114,11 +121,11 @@ def stage_counts(
     """
     if stage < 0:
         raise ValueError(f"stage={stage}: must be >= 0")
-    n_steps = len(example.steps)
     if cfg.mode == "cot":
         return 0, 0
     if cfg.mode == "no_cot":
-        return n_steps, 0
+        return len(example.steps), 0
+    n_steps = max(len(example.steps) - cfg.keep_last_steps, 0)  # the steps thoughts may replace
     if cfg.mode == "no_curriculum":
         stage = cfg.max_latent_stage + 1
     elif not for_eval and cfg.uniform_prob > 0:

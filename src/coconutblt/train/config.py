@@ -144,12 +144,15 @@ class CurriculumConfig:
     # weight of a second next-byte loss on the answer's bytes alone: the answer is one byte of
     # a ~300-byte chain, so the mean loss barely trains it
     answer_loss_weight: float = 0.0
+    # the last steps of every example stay written at every stage (not in the paper): e.g. a
+    # final step that restates the question, so the answer's decision is read from bytes
+    keep_last_steps: int = 0
 
     def __post_init__(self) -> None:
         check_config(
             _at_least(self, 1, "c_thought", "epochs_per_stage", "num_epochs")
             + _at_least(self, 0, "max_latent_stage", "start_stage", "question_loss_weight")
-            + _at_least(self, 0, "answer_loss_weight")
+            + _at_least(self, 0, "answer_loss_weight", "keep_last_steps")
             + [
                 (
                     0 <= self.uniform_prob <= 1,
@@ -226,7 +229,13 @@ def stage_config(cfg: RunConfig) -> StageConfig:
     """How the run formats an example at each stage (the `curriculum:` section)."""
     c = cfg.curriculum
     return StageConfig(
-        c.mode, c.c_thought, c.max_latent_stage, c.pad_latent_to_max, c.uniform_prob, c.markers
+        c.mode,
+        c.c_thought,
+        c.max_latent_stage,
+        c.pad_latent_to_max,
+        c.uniform_prob,
+        c.markers,
+        c.keep_last_steps,
     )
 
 
