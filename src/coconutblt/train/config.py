@@ -229,13 +229,13 @@ def stage_config(cfg: RunConfig) -> StageConfig:
     """How the run formats an example at each stage (the `curriculum:` section)."""
     c = cfg.curriculum
     return StageConfig(
-        c.mode,
-        c.c_thought,
-        c.max_latent_stage,
-        c.pad_latent_to_max,
-        c.uniform_prob,
-        c.markers,
-        c.keep_last_steps,
+        mode=c.mode,
+        c_thought=c.c_thought,
+        max_latent_stage=c.max_latent_stage,
+        pad_latent_to_max=c.pad_latent_to_max,
+        uniform_prob=c.uniform_prob,
+        markers=c.markers,
+        keep_last_steps=c.keep_last_steps,
     )
 
 
