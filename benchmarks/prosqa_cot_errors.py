@@ -1,12 +1,15 @@
 """Where a ProsQA CoT checkpoint errs: the written walk, or the answer after it.
 
     python benchmarks/prosqa_cot_errors.py CKPT [--data ../shared/data/prosqa/prosqa_valid.json]
+        [--keep-last-steps N]
 
 Evaluates CKPT as `coconutblt eval` does and sorts each wrong answer: no `###` within the
 budget; a written step that is not a fact of the question; a walk that does not start at the
 first option or does not chain; a walk that stops at a concept; else the walk's answer (the
 first option if it ended at the asked person, the other if not) against the answer written
-(benchmarks/RESULTS.md, "Where ProsQA's CoT errs").
+(benchmarks/RESULTS.md, "Where ProsQA's CoT errs"). `--keep-last-steps` evaluates a Coconut
+checkpoint with another `curriculum.keep_last_steps` than it trained with (its thought count
+per prompt; RESULTS, "A restated query"); the accuracy line holds for any checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import collections
 import re
 import sys
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -58,19 +62,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ckpt")
     p.add_argument("--data", default="../shared/data/prosqa/prosqa_valid.json")
+    p.add_argument("--keep-last-steps", type=int, default=None, help="default: the checkpoint's")
     args = p.parse_args()
     ckpt = read_checkpoint(args.ckpt)
     model = model_from_checkpoint(ckpt, args.ckpt)
     cfg = run_config_from_dict(ckpt["run_config"], source=f"{args.ckpt} (run_config)")
     examples = load_examples(args.data)
-    result = evaluate_examples(model, examples, stage_config(cfg), int(ckpt.get("stage", 0)))
+    stages = stage_config(cfg)
+    if args.keep_last_steps is not None:
+        stages = replace(stages, keep_last_steps=args.keep_last_steps)
+    result = evaluate_examples(model, examples, stages, int(ckpt.get("stage", 0)))
     counts = collections.Counter(
         classify(e.question, e.answer, r.generated)
         for e, r in zip(examples, result.rows, strict=True)
         if not r.correct
     )
     print(
-        f"accuracy {100 * result.accuracy:.1f}% of {len(examples)}; {sum(counts.values())} wrong:"
+        f"accuracy {100 * result.accuracy:.1f}% of {len(examples)} in {result.avg_bytes:.1f} "
+        f"bytes; {sum(counts.values())} wrong:"
     )
     for what, n in counts.most_common():
         print(f"{n:4d}  {what}")
