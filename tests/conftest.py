@@ -57,22 +57,31 @@ def shared_data() -> Path:
 def fake_wandb(monkeypatch) -> list[tuple]:
     """A stand-in `wandb` module (the trackers' tests run offline and without the package):
     returns the list of calls it receives, ("init", kwargs), ("log", step, values), ("finish",);
-    its run id is "fake123"."""
+    its run id is "fake123"; each log appends its step to `DIR/wandb/offline-run-fake123/events.log`
+    by path, DIR being init's `dir`."""
     import sys
     import types
+    from pathlib import Path
 
     calls: list[tuple] = []
 
     class FakeRun:
+        def __init__(self, dir):
+            # W&B's own process appends to files under `dir` by path, as this does
+            self.events = Path(dir) / "wandb" / "offline-run-fake123" / "events.log"
+            self.events.parent.mkdir(parents=True, exist_ok=True)
+
         def log(self, values, step):
             calls.append(("log", step, values))
+            with open(self.events, "a") as f:
+                f.write(f"{step}\n")
 
         def finish(self):
             calls.append(("finish",))
 
     fake = types.ModuleType("wandb")
     fake.util = types.SimpleNamespace(generate_id=lambda: "fake123")
-    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun()
+    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun(kw["dir"])
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     return calls

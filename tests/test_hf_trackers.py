@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from coconutblt.hf.tiny import build_tiny_base  # noqa: E402
-from coconutblt.hf.train import train_stage  # noqa: E402
+from coconutblt.hf.train import train_stage, wandb_logs_dir  # noqa: E402
 from coconutblt.runtime.metrics import read_metrics  # noqa: E402
 from coconutblt.runtime.trackers import scalars  # noqa: E402
 from tests.test_hf_distributed import toy_rows  # noqa: E402
@@ -86,9 +86,14 @@ def test_wandb_gets_every_record_offline(tmp_path, setup, fake_wandb):
 
     assert os.environ["WANDB_MODE"] == "offline"
     (init,) = [c[1] for c in calls if c[0] == "init"]
-    assert init["id"] == "fake123" and init["dir"] == str(out)
+    assert init["id"] == "fake123"
+    # W&B writes by path from its own process: its folder is beside the one replaced per epoch
+    assert init["dir"] == str(wandb_logs_dir(out)) == str(tmp_path / "s1.wandb")
+    assert not (out / "wandb").exists()
     assert (init["config"]["stage"], init["config"]["lr"]) == (1, 1e-3)
     logged = [(step, values) for kind, step, values in (c for c in calls if c[0] == "log")]
     assert logged == [(r["step"], scalars(r)) for r in records(out)] and len(logged) == 6
     assert calls[-1] == ("finish",)
     assert (out / "wandb_run_id").read_text().strip() == "fake123"  # kept through the swaps
+    events = wandb_logs_dir(out) / "wandb" / "offline-run-fake123" / "events.log"
+    assert events.read_text().split() == [str(r["step"]) for r in records(out)]

@@ -49,7 +49,16 @@ from coconutblt.runtime.trackers import Trackers, check_trackers
 METRICS_FILE = "metrics.jsonl"
 PARALLEL = ("fsdp", "ddp")
 # what each tracker writes into the run folder; carried from checkpoint to checkpoint
-TRACKER_ENTRIES = {"tensorboard": ("tensorboard",), "wandb": ("wandb", "wandb_run_id")}
+# what each tracker keeps inside the checkpoint folder, moved into every new one at the swap;
+# W&B's logs live beside the folder instead (`wandb_logs_dir`): its own process creates files
+# by path, and one created in the instant of the swap would fail
+TRACKER_ENTRIES = {"tensorboard": ("tensorboard",), "wandb": ("wandb_run_id",)}
+
+
+def wandb_logs_dir(out: str | Path) -> Path:
+    """Where `hf train --report-to wandb` keeps W&B's offline runs: `OUT.wandb/` beside OUT."""
+    out = Path(out)
+    return out.parent / f"{out.name}.wandb"
 
 
 def train_stage(
@@ -335,7 +344,9 @@ def _train_loop(
         _clear_tracker_logs(Path(out), keep, print_fn)
         config = {"stage": stage, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum}
         config.update(meta, epochs=epochs, weight_decay=weight_decay, seed=seed)
-        trackers = Trackers(report_to, out, config=config, key="--report-to")
+        trackers = Trackers(
+            report_to, out, config=config, key="--report-to", wandb_dir=wandb_logs_dir(out)
+        )
 
     losses, val_accuracy, metrics, step = [], [], [], 0
     acc_dtype = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64

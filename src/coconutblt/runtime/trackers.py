@@ -49,11 +49,15 @@ class Trackers:
         config: dict[str, Any] | None = None,
         resume_step: int | None = None,
         key: str = "training.report_to",
+        wandb_dir: str | Path | None = None,
     ) -> None:
         problems = check_trackers(names)
         if problems:
             raise UserError(f"{key}: {problems[0]}")
         self.run_dir = Path(run_dir)
+        # W&B's own process creates files under its dir by path at any time: a caller that
+        # replaces run_dir (hf train, after every epoch) gives it a folder outside
+        self.wandb_dir = self.run_dir if wandb_dir is None else Path(wandb_dir)
         self.tensorboard = self.wandb = None
         if "tensorboard" in names:
             self.tensorboard = self._tensorboard(resume_step, key)
@@ -82,6 +86,7 @@ class Trackers:
         except ImportError:
             raise self._missing("wandb", key) from None
         os.environ.setdefault("WANDB_MODE", "offline")
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
         run_id_file = self.run_dir / "wandb_run_id"
         if resume_step is not None and run_id_file.is_file():
             run_id = run_id_file.read_text().strip()
@@ -91,7 +96,7 @@ class Trackers:
         return wandb.init(
             project=os.environ.get("WANDB_PROJECT", "coconutblt"),
             name=self.run_dir.name,
-            dir=str(self.run_dir),
+            dir=str(self.wandb_dir),
             config=config,
             id=run_id,
             resume="allow",
