@@ -1,7 +1,7 @@
 """Where a ProsQA CoT checkpoint errs: the written walk, or the answer after it.
 
     python benchmarks/prosqa_cot_errors.py CKPT [--data ../shared/data/prosqa/prosqa_valid.json]
-        [--keep-last-steps N]
+        [--keep-last-steps N] [--pad-latent-to-max {true,false}]
 
 Evaluates CKPT as `coconutblt eval` does and sorts each wrong answer: no `###` within the
 budget; a written step that is not a fact of the question; a walk that does not start at the
@@ -9,7 +9,9 @@ first option or does not chain; a walk that stops at a concept; else the walk's 
 first option if it ended at the asked person, the other if not) against the answer written
 (benchmarks/RESULTS.md, "Where ProsQA's CoT errs"). `--keep-last-steps` evaluates a Coconut
 checkpoint with another `curriculum.keep_last_steps` than it trained with (its thought count
-per prompt; RESULTS, "A restated query"); the accuracy line holds for any checkpoint.
+per prompt; RESULTS, "A restated query"), `--pad-latent-to-max` with or without thoughts
+padded to `max_latent_stage`. The accuracy line, and the accuracy by the data's step count and
+by which option is the answer, hold for any checkpoint.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def main() -> None:
     p.add_argument("ckpt")
     p.add_argument("--data", default="../shared/data/prosqa/prosqa_valid.json")
     p.add_argument("--keep-last-steps", type=int, default=None, help="default: the checkpoint's")
+    p.add_argument(
+        "--pad-latent-to-max",
+        choices=("true", "false"),
+        default=None,
+        help="default: the checkpoint's",
+    )
     args = p.parse_args()
     ckpt = read_checkpoint(args.ckpt)
     model = model_from_checkpoint(ckpt, args.ckpt)
@@ -71,6 +79,8 @@ def main() -> None:
     stages = stage_config(cfg)
     if args.keep_last_steps is not None:
         stages = replace(stages, keep_last_steps=args.keep_last_steps)
+    if args.pad_latent_to_max is not None:
+        stages = replace(stages, pad_latent_to_max=args.pad_latent_to_max == "true")
     result = evaluate_examples(model, examples, stages, int(ckpt.get("stage", 0)))
     counts = collections.Counter(
         classify(e.question, e.answer, r.generated)
@@ -83,6 +93,15 @@ def main() -> None:
     )
     for what, n in counts.most_common():
         print(f"{n:4d}  {what}")
+    groups: dict[str, list[bool]] = collections.defaultdict(list)
+    for e, r in zip(examples, result.rows, strict=True):
+        first = QUERY.search(e.question).group(2)
+        groups[f"{len(e.steps)} steps in the data"].append(r.correct)
+        which = "first" if FACT.search(e.answer).group(2) == first else "second"
+        groups[f"the answer is the {which} option"].append(r.correct)
+    for what in sorted(groups):
+        ok = groups[what]
+        print(f"{what:32s} {100 * sum(ok) / len(ok):5.1f}% of {len(ok)}")
 
 
 if __name__ == "__main__":
