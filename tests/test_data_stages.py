@@ -81,6 +81,23 @@ def ids(mode: str, stage: int, for_eval: bool = False, **cfg) -> tuple[list[int]
         ("no_curriculum", 0, {"keep_last_steps": 1}, Q + [S, L, E], Y + ANS),
         ("no_cot", 0, {"keep_last_steps": 1}, Q, ANS),
         ("cot", 0, {"keep_last_steps": 1}, Q, X + Y + ANS),
+        # thoughts_beyond_steps=False: a thought per step replaced, not per stage
+        ("coconut", 1, {"thoughts_beyond_steps": False}, Q + [S, L, E], Y + ANS),
+        ("coconut", 3, {"thoughts_beyond_steps": False}, Q + [S, L, L, E], ANS),
+        (
+            "coconut",
+            3,
+            {"thoughts_beyond_steps": False, "c_thought": 2},
+            Q + [S] + [L] * 4 + [E],
+            ANS,
+        ),
+        (
+            "coconut",
+            2,
+            {"thoughts_beyond_steps": False, "keep_last_steps": 1},
+            Q + [S, L, E],
+            Y + ANS,
+        ),
     ],
 )
 def test_hand_written_layouts(mode: str, stage: int, cfg: dict, prompt: list, target: list):
@@ -101,6 +118,14 @@ def test_hand_written_layouts(mode: str, stage: int, cfg: dict, prompt: list, ta
 def test_eval_prompt_rule(stage: int, cfg: dict, thoughts: int) -> None:
     prompt, _ = ids("coconut", stage, for_eval=True, **cfg)
     assert prompt == Q + [S] + [L] * thoughts + [E]
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+@pytest.mark.parametrize("stage", range(6))
+def test_thoughts_per_step_train_as_evaluation_prompts(stage: int, keep: int) -> None:
+    """Without thoughts beyond the steps, training's prompt is the evaluation's at every stage."""
+    cfg = {"thoughts_beyond_steps": False, "keep_last_steps": keep, "max_latent_stage": 3}
+    assert ids("coconut", stage, **cfg)[0] == ids("coconut", stage, for_eval=True, **cfg)[0]
 
 
 def test_labels_mask_prompt_only() -> None:

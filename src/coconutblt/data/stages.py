@@ -8,7 +8,8 @@ MIT) so that results are comparable:
   (`min(len(steps), max_latent_stage) * c_thought` unless `pad_latent_to_max`). A stage at
   most `max_latent_stage` but above the number of steps still uses k * c_thought (the
   official training data does this; its evaluation prompt does not, see
-  `stage_counts(for_eval=True)`).
+  `stage_counts(for_eval=True)`); `thoughts_beyond_steps=False` trains with the evaluation's
+  count instead (not in the official code).
 * With probability `uniform_prob` an example trains a uniformly random stage
   0..len(steps) instead (the analysis runs of the paper).
 * `keep_last_steps` (not in the official code; 0 there) keeps an example's last steps written
@@ -73,6 +74,9 @@ class StageConfig:
     uniform_prob: float = 0.0
     markers: bool | None = None  # None: the mode's default (table in the module docstring)
     keep_last_steps: int = 0  # the last steps of every example stay written at every stage
+    # official training (True): a stage above an example's step count still gives it a thought
+    # per stage, thoughts with no step behind them; False gives one per step, as evaluation does
+    thoughts_beyond_steps: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -138,7 +142,10 @@ def stage_counts(
     skip = n_steps if stage > cfg.max_latent_stage else min(stage, n_steps)
     if for_eval:
         return skip, min(cap, stage) * per_step
-    thoughts = cap if stage > cfg.max_latent_stage else stage
+    if stage > cfg.max_latent_stage:
+        thoughts = cap
+    else:
+        thoughts = stage if cfg.thoughts_beyond_steps else min(stage, n_steps)
     return skip, thoughts * per_step
 
 

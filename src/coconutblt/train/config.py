@@ -147,6 +147,9 @@ class CurriculumConfig:
     # the last steps of every example stay written at every stage (not in the paper): e.g. a
     # final step that restates the question, so the answer's decision is read from bytes
     keep_last_steps: int = 0
+    # false: a stage above an example's step count gives it a thought per step, not per stage
+    # (the official training pads short examples with thoughts; its evaluation does not)
+    thoughts_beyond_steps: bool = True
 
     def __post_init__(self) -> None:
         check_config(
@@ -236,6 +239,7 @@ def stage_config(cfg: RunConfig) -> StageConfig:
         uniform_prob=c.uniform_prob,
         markers=c.markers,
         keep_last_steps=c.keep_last_steps,
+        thoughts_beyond_steps=c.thoughts_beyond_steps,
     )
 
 
