@@ -48,7 +48,6 @@ from coconutblt.runtime.trackers import Trackers, check_trackers
 
 METRICS_FILE = "metrics.jsonl"
 PARALLEL = ("fsdp", "ddp")
-# what each tracker writes into the run folder; carried from checkpoint to checkpoint
 # what each tracker keeps inside the checkpoint folder, moved into every new one at the swap;
 # W&B's logs live beside the folder instead (`wandb_logs_dir`): its own process creates files
 # by path, and one created in the instant of the swap would fail
