@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coconutblt.data.chains import CHAINS, written_chain
 from coconutblt.data.reasoning import Example
 from coconutblt.errors import UserError
 from coconutblt.vocab import (
@@ -77,10 +78,14 @@ class StageConfig:
     # official training (True): a stage above an example's step count still gives it a thought
     # per stage, thoughts with no step behind them; False gives one per step, as evaluation does
     thoughts_beyond_steps: bool = True
+    # how the steps are written: as given, or rewritten from them (`data.chains`)
+    chain: str = "given"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.chain not in CHAINS:
+            raise UserError(f"curriculum.chain={self.chain!r}: use one of {', '.join(CHAINS)}")
         if self.c_thought < 0 or self.max_latent_stage < 0 or self.keep_last_steps < 0:
             raise UserError(
                 "c_thought, max_latent_stage and keep_last_steps must be >= 0; fix the config"
@@ -222,7 +227,9 @@ def format_example(
     *,
     for_eval: bool = False,
 ) -> StagedExample:
-    """Byte ids for `example` at `stage` (counts from `stage_counts`)."""
+    """Byte ids for `example` at `stage` (counts from `stage_counts`), its steps written as
+    `cfg.chain` says."""
+    example = written_chain(example, cfg.chain)
     skip, n_latents = stage_counts(example, stage, cfg, rng, for_eval=for_eval)
     question = encode(example.question + "\n")
     prompt = [BOS_ID] + question

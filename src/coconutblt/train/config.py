@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coconutblt.config_tree import merge_into, parse_overrides, read_yaml, to_dict
+from coconutblt.data.chains import CHAINS
 from coconutblt.data.stages import StageConfig
 from coconutblt.errors import ConfigValueError, check_config
 from coconutblt.model.config import ModelConfig
@@ -150,6 +151,9 @@ class CurriculumConfig:
     # false: a stage above an example's step count gives it a thought per step, not per stage
     # (the official training pads short examples with thoughts; its evaluation does not)
     thoughts_beyond_steps: bool = True
+    # how the steps are written (coconutblt.data.chains): "given", or "prontoqa_backward" (a
+    # ProntoQA proof walked back from the goal rule, which has no branch to choose)
+    chain: str = "given"
 
     def __post_init__(self) -> None:
         check_config(
@@ -167,6 +171,11 @@ class CurriculumConfig:
                     "start_stage",
                     f"{self.start_stage} is beyond max_latent_stage={self.max_latent_stage}; "
                     "lower it or raise curriculum.max_latent_stage",
+                ),
+                (
+                    self.chain in CHAINS,
+                    "chain",
+                    f"is one of {', '.join(CHAINS)}, got {self.chain!r}",
                 ),
             ]
         )
@@ -240,6 +249,7 @@ def stage_config(cfg: RunConfig) -> StageConfig:
         markers=c.markers,
         keep_last_steps=c.keep_last_steps,
         thoughts_beyond_steps=c.thoughts_beyond_steps,
+        chain=c.chain,
     )
 
 
