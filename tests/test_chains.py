@@ -36,9 +36,11 @@ def _question_sentences(question: str) -> set[str]:
 
 
 def _check_backward_walk(given: Example, walked: Example) -> None:
-    """Each step quotes the question, the walk goes back link by link to the person, and the
-    goal rule (which the given proof concludes from) opens and closes it."""
-    steps = walked.steps
+    """Each step but the conclusion quotes the question, the walk goes back link by link to
+    the person, and the goal rule (which the given proof concludes from) opens it and comes
+    again before the given conclusion."""
+    steps, conclusion = walked.steps[:-1], walked.steps[-1]
+    assert conclusion == given.steps[-1]
     assert len(steps) == len(given.steps) + 1
     assert walked.question == given.question and walked.answer == given.answer
     assert set(steps) <= _question_sentences(given.question)
@@ -83,7 +85,8 @@ def test_a_proof_of_another_form_gets_one_line_naming_the_fix():
 
 def test_layout_at_every_stage_uses_the_backward_chain():
     """CoT writes the walked-back proof; stage k replaces its first k steps with thoughts
-    (each trained to quote the sentence its step quotes) and the repeated goal rule stays."""
+    (each trained to quote the sentence its step quotes); the repeated goal rule and the
+    conclusion stay."""
     ex = prontoqa(1, seed=3, hops=5)[0]
     walked = prontoqa_backward(ex).steps
     cot = format_example(ex, 0, StageConfig(mode="cot", chain="prontoqa_backward"))
@@ -91,11 +94,11 @@ def test_layout_at_every_stage_uses_the_backward_chain():
         f"### {ex.answer}<|eos|>"
     )
     cfg = StageConfig(
-        max_latent_stage=6, markers=False, keep_last_steps=1, chain="prontoqa_backward"
+        max_latent_stage=6, markers=False, keep_last_steps=2, chain="prontoqa_backward"
     )
     for stage in range(1, 8):
         staged = format_example(ex, stage, cfg)
-        k = min(stage, len(walked) - 1)
+        k = min(stage, len(walked) - 2)
         assert staged.n_latents == k
         assert decode_text(staged.target_ids).startswith(walked[k] + "\n")
         assert staged.thought_quotes == tuple(walked[:k])

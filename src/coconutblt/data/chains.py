@@ -13,16 +13,20 @@ questions of ``../shared/data/prontoqa``, exactly two rules name the asked prope
 opposite signs; the subject of one is the object of no rule (nothing leads to it) and the
 other's walk back reaches the person without a single branch. The rewritten chain quotes,
 one sentence a step, the goal rule, the chain's rules from the last to the first, the person's
-fact, and the goal rule again:
+fact, the goal rule again, and ends with the given conclusion:
 
     Brimpuses are happy. / Sterpuses are brimpuses. / ... / Tumpuses are gorpuses. /
-    Alex is a tumpus. / Brimpuses are happy.
+    Alex is a tumpus. / Brimpuses are happy. / Alex is happy.
 
-The repeated goal rule is the step the answer is read from: its sign is copied from the
-question's own sentence right before the answer compares it with the query's ("True or
-false: Alex is happy."), so the sign never has to travel through the thoughts that replace
-the walk. The rewrite uses the given steps only (their first and last sentences), never the
-question: it needs no solver, and it has as many steps as the given chain plus one.
+The last two steps are the given proof's own ending (its last step quotes the goal rule, then
+concludes): the repeated goal rule's sign is copied from the question's own sentence, the
+conclusion takes it from the step just before, and the answer compares two sentences that are
+equal exactly when it is "True" ("True or false: Alex is happy."). So the sign never has to
+travel through the thoughts that replace the walk. (Without the conclusion, the answer compared
+the repeated rule's sign with the query's, "Brimpuses are not happy." against "Alex is happy.",
+and 1,400 warm-up steps left it a constant.) The rewrite uses the given steps only (their
+first and last sentences), never the question: it needs no solver, and it has as many steps as
+the given chain plus two.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def prontoqa_backward(example: Example) -> Example:
     goal_rule = walk[-1][-1]
     chain_rules = [s[-1] for s in reversed(walk[:-1])]  # last "is a" rule first
     person_fact = walk[0][0]
-    return replace(example, steps=[goal_rule, *chain_rules, person_fact, goal_rule])
+    conclusion = steps[-1].strip()
+    return replace(example, steps=[goal_rule, *chain_rules, person_fact, goal_rule, conclusion])
 
 
 def written_chain(example: Example, chain: str) -> Example:
