@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from coconutblt.data.chains import prontoqa_backward, written_chain
+from coconutblt.data.chains import prontoqa_backward, prontoqa_search, written_chain
 from coconutblt.data.reasoning import Example, load_examples
 from coconutblt.data.stages import StageConfig, format_example
 from coconutblt.data.synth_prontoqa import prontoqa
@@ -67,6 +67,50 @@ def test_backward_walk_on_the_real_files(shared_data):
         examples = load_examples(shared_data / "prontoqa" / name)
         for ex in examples:
             _check_backward_walk(ex, prontoqa_backward(ex))
+
+
+def _check_search(given: Example, searched: Example) -> None:
+    """The search opens with the first rule the question names for the asked property; from
+    the goal rule on it is the backward walk, and a dead-end rule comes before it only when
+    the question names it first (and then nothing in the question leads to its subject)."""
+    back = prontoqa_backward(given)
+    prop = given.steps[-1].rstrip(".").split(" ")[-1]
+    rules = [
+        s
+        for s in given.question.split(". ")
+        if ":" not in s and re.search(rf"^(?:Every|Each|\w+ are).* (?:not )?{prop}\.?$", s)
+    ]
+    rules = [r if r.endswith(".") else r + "." for r in rules]
+    assert len(rules) == 2 and searched.steps[0] == rules[0]
+    if rules[0] == back.steps[0]:
+        assert searched.steps == back.steps
+        return
+    assert searched.steps[1:] == back.steps
+    dead_end, _ = _subject_object(rules[0])
+    objects = {_subject_object(s)[1] for s in _question_sentences(given.question) if _RULE.match(s)}
+    assert dead_end not in objects
+
+
+def test_search_on_synthetic_and_real_proofs(shared_data):
+    examples = prontoqa(60, seed=7, hops=[1, 5])
+    for name in ("prontoqa_train.json", "prontoqa_valid.json"):
+        examples += load_examples(shared_data / "prontoqa" / name)
+    opened_on_a_dead_end = 0
+    for ex in examples:
+        searched = prontoqa_search(ex)
+        _check_search(ex, searched)
+        opened_on_a_dead_end += len(searched.steps) == len(ex.steps) + 2
+        assert written_chain(ex, "prontoqa_search") == searched
+    assert 0.3 < opened_on_a_dead_end / len(examples) < 0.7  # the question order is not a tell
+
+
+def test_search_names_the_fix_when_the_question_has_other_rules():
+    ex = prontoqa(1, seed=2, hops=2)[0]
+    prop = ex.steps[-1].rstrip(".").split(" ")[-1]
+    odd = Example(ex.question.replace(f" {prop}.", " blue."), ex.steps, ex.answer)
+    with pytest.raises(UserError, match="exactly two rules") as info:
+        prontoqa_search(odd)
+    assert "\n" not in str(info.value) and "curriculum.chain=given" in str(info.value)
 
 
 def test_written_chain_given_is_the_example_itself():

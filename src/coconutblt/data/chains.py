@@ -32,6 +32,21 @@ Measured (benchmarks/RESULTS.md, "ProntoQA walked back from the goal rule"): on 
 synthetic warm-up the backward chain stayed at chance for 13 epochs where the forward chain
 reached 82-88%; the choice of the first rule is not learned there. The recipe keeps the
 given chain.
+
+``prontoqa_search`` removes that first choice the way ProsQA's walked-back steps do (its recipe's
+CoT reaches 97-99% on the real file): the chain opens with the first rule the question names
+for the asked property, a position rather than a choice. When that rule is the goal rule, the
+chain is ``prontoqa_backward``'s. Otherwise nothing leads to its subject, and the next step
+quotes the other property rule, the goal rule, from which the walk back goes on as before:
+
+    Every lorpus is not happy. / Brimpuses are happy. / Sterpuses are brimpuses. / ... /
+    Alex is a tumpus. / Brimpuses are happy. / Alex is happy.
+
+Every step is then one lookup by the current rule's subject, or, where the question has none,
+the other property rule: an existence test made on a rule already written, not a comparison
+of two rules before either is read. It needs the question's sentences to find the first
+property rule, and raises where the question does not name the asked property in exactly two
+rules (all 9,200 questions of the real files do, and the generator's).
 """
 
 from __future__ import annotations
@@ -41,7 +56,7 @@ from dataclasses import replace
 from coconutblt.data.reasoning import Example
 from coconutblt.errors import UserError
 
-CHAINS = ("given", "prontoqa_backward")
+CHAINS = ("given", "prontoqa_backward", "prontoqa_search")
 
 
 def _sentences(step: str) -> list[str]:
@@ -79,10 +94,50 @@ def prontoqa_backward(example: Example) -> Example:
     return replace(example, steps=[goal_rule, *chain_rules, person_fact, goal_rule, conclusion])
 
 
+def _property_rules(question: str, name: str, prop: str) -> list[str]:
+    """The question's sentences that give a concept the property `prop` or its negation, in
+    question order ("Every lorpus is not happy.", "Brimpuses are happy.")."""
+    sentences = [s for s in _sentences(question) if ":" not in s]
+    return [
+        s
+        for s in sentences
+        if not s.startswith(name + " ") and (s.endswith(f" {prop}.") or s.endswith(f" not {prop}."))
+    ]
+
+
+def prontoqa_search(example: Example) -> Example:
+    """The backward proof, started from the first rule the question names for the asked
+    property: a written search with no look-ahead (module docstring, "prontoqa_search").
+
+    When that rule is the goal rule, this is `prontoqa_backward`. When it is the other one, the
+    chain quotes it first; nothing leads to its subject, so the next step quotes the goal rule
+    and the walk back continues from there. Each step is then a lookup by the current rule's
+    subject, or, where none exists, the other property rule: the existence test ProsQA's walked-
+    back steps learn, in place of a choice between two rules made before either is read.
+    """
+    back = prontoqa_backward(example)
+    goal_rule, conclusion = back.steps[0], back.steps[-1]
+    name, _, predicate = conclusion.rstrip(".").partition(" is ")
+    prop = predicate.removeprefix("not ")
+    rules = _property_rules(example.question, name, prop)
+    if len(rules) != 2 or goal_rule not in rules:
+        raise UserError(
+            f"curriculum.chain=prontoqa_search: a ProntoQA question names the asked property "
+            f"{prop!r} in exactly two rules, one of them the proof's goal rule {goal_rule!r}; "
+            f"found {rules!r} in {example.question[-80:]!r}; use curriculum.chain=given for "
+            "other data"
+        )
+    if rules[0] == goal_rule:
+        return back
+    return replace(back, steps=[rules[0], *back.steps])
+
+
 def written_chain(example: Example, chain: str) -> Example:
     """`example` with its steps as `curriculum.chain` writes them."""
     if chain == "given":
         return example
     if chain == "prontoqa_backward":
         return prontoqa_backward(example)
+    if chain == "prontoqa_search":
+        return prontoqa_search(example)
     raise UserError(f"curriculum.chain={chain!r}: use one of {', '.join(CHAINS)}")

@@ -151,8 +151,9 @@ class CurriculumConfig:
     # false: a stage above an example's step count gives it a thought per step, not per stage
     # (the official training pads short examples with thoughts; its evaluation does not)
     thoughts_beyond_steps: bool = True
-    # how the steps are written (coconutblt.data.chains): "given", or "prontoqa_backward" (a
-    # ProntoQA proof walked back from the goal rule, which has no branch to choose)
+    # how the steps are written (coconutblt.data.chains): "given", "prontoqa_backward" (a
+    # ProntoQA proof walked back from the goal rule, which has no branch to choose) or
+    # "prontoqa_search" (the same walk, opened at the first rule naming the asked property)
     chain: str = "given"
 
     def __post_init__(self) -> None:
