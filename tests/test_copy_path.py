@@ -155,6 +155,26 @@ def test_the_thoughts_pointers_learn_the_quotes_of_the_steps_they_replace(monkey
     assert model(ids, labels=ids).thought_copy_loss is None
 
 
+def test_an_identity_thought_reading_adds_the_picked_patch_unchanged():
+    """`thought_read_init="identity"`: added to a CoT model, a thought's input is its state's
+    plus the vector of the patch the pointer picks, as if the replaced step were written; the
+    logits then differ from the model without it, and "zero" stays the default."""
+    assert ModelConfig().thought_read_init == "zero"
+    plain = sentence_model(copy_path=True)
+    reading = sentence_model(copy_path=True, copy_into_thoughts=True, thought_read_init="identity")
+    weights, added = reading.with_new_parts(plain.state_dict())
+    assert added == ["copy.thought_read.weight"]
+    assert torch.equal(weights["copy.thought_read.weight"], torch.eye(reading.config.d_model))
+    reading.load_state_dict(weights)
+    vector = torch.randn(2, reading.config.d_model)
+    torch.testing.assert_close(reading.copy.thought_read(vector), vector, rtol=0, atol=0)
+    ids = torch.tensor([encode("Bob is red. Ann is tall.\n") + [LATENT_ID] * 2 + encode("Bob")])
+    with torch.no_grad():
+        assert not torch.equal(plain(ids).logits, reading(ids).logits)
+    with pytest.raises(UserError, match="thought_read_init"):
+        ModelConfig(thought_read_init="eye")
+
+
 def test_copy_into_thoughts_needs_the_copy_path():
     with pytest.raises(UserError, match="copy_into_thoughts.*copy_path=true"):
         ModelConfig(closed_patch_context=True, copy_into_thoughts=True)

@@ -120,6 +120,10 @@ class ModelConfig:
     # a continuous thought also reads the patch the pointer picks from the state before it
     # (its vector, through a map that starts at zero): what a written step would have quoted
     copy_into_thoughts: bool = False
+    # that map's start: "zero" (a no-op: the model computes what it did without it) or
+    # "identity" (a thought starts as its state plus the picked patch's vector, as if the step
+    # it replaces were written: what a Coconut stage continuing from CoT needs)
+    thought_read_init: str = "zero"
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):
@@ -167,6 +171,11 @@ class ModelConfig:
                     "copy_path",
                     "needs closed_patch_context=true (a byte must know which patch it writes); "
                     "set model.closed_patch_context=true",
+                ),
+                (
+                    self.thought_read_init in ("zero", "identity"),
+                    "thought_read_init",
+                    f"is 'zero' or 'identity', got {self.thought_read_init!r}",
                 ),
                 (
                     self.copy_path or not self.copy_into_thoughts,

@@ -22,8 +22,10 @@ next byte's patch, and so that byte's offset is known.
 
 Into thoughts (`model.copy_into_thoughts`): a continuous thought replaces a written step, and
 the written step quoted a patch the pointer picked. Its input then adds, through a map that
-starts at zero, the vector of the patch the pointer picks from the state before it, so a
-thought can carry what the quote carried (a rule's sign: RESULTS.md, "A copy path").
+starts at zero (or, `model.thought_read_init=identity`, as the identity: the thought then
+starts as if the quoted step were written), the vector of the patch the pointer picks from the
+state before it, so a thought can carry what the quote carried (a rule's sign: RESULTS.md,
+"A copy path").
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ _SPACE, _NEWLINE = 32, 10
 
 class CopyPath(nn.Module):
     def __init__(
-        self, d_model: int, d_local: int, dim: int, vocab_size: int, into_thoughts: bool = False
+        self,
+        d_model: int,
+        d_local: int,
+        dim: int,
+        vocab_size: int,
+        into_thoughts: bool = False,
+        thought_read_init: str = "zero",
     ) -> None:
         super().__init__()
+        self.thought_read_init = thought_read_init
         self.none_id = vocab_size  # "the source patch has no byte at this offset"
         self.query = nn.Linear(d_model, dim, bias=False)
         self.key = nn.Linear(d_model, dim, bias=False)
@@ -51,11 +60,15 @@ class CopyPath(nn.Module):
         self.thought_read = nn.Linear(d_model, d_model, bias=False) if into_thoughts else None
 
     def init_weights(self) -> None:
-        """Zero byte embeddings (and thought map): the path adds nothing until training finds
-        it useful."""
+        """Zero byte embeddings: the path adds nothing until training finds it useful. The
+        thought map starts at zero too, or, with `thought_read_init="identity"`, passes the
+        picked patch's vector on unchanged."""
         nn.init.zeros_(self.byte_embed.weight)
         if self.thought_read is not None:
-            nn.init.zeros_(self.thought_read.weight)
+            if self.thought_read_init == "identity":
+                nn.init.eye_(self.thought_read.weight)
+            else:
+                nn.init.zeros_(self.thought_read.weight)
 
     def log_probs(
         self, queries: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor

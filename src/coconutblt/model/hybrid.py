@@ -81,7 +81,14 @@ class HybridTransformer(nn.Module):
         self.bos_latent = nn.Parameter(torch.zeros(cfg.d_model))  # context of the first patch
         self.thought_head = nn.Linear(cfg.d_model, cfg.d_model) if cfg.thought_head else None
         self.copy = (
-            CopyPath(cfg.d_model, cfg.d_local, cfg.copy_dim, cfg.vocab_size, cfg.copy_into_thoughts)
+            CopyPath(
+                cfg.d_model,
+                cfg.d_local,
+                cfg.copy_dim,
+                cfg.vocab_size,
+                cfg.copy_into_thoughts,
+                cfg.thought_read_init,
+            )
             if cfg.copy_path
             else None
         )
@@ -232,9 +239,10 @@ class HybridTransformer(nn.Module):
 
     # ------------------------------------------------------------------ copy path
     def with_new_parts(self, weights: dict) -> tuple[dict, list[str]]:
-        """`weights` (a state dict) completed with this model's own values for the parts that
-        start as a no-op and that `weights` lacks, and the names added: a copy path may be added
-        to a model trained without one, and it then computes exactly what that model did."""
+        """`weights` (a state dict) completed with this model's own values for the copy path's
+        parts that `weights` lacks, and the names added: a copy path may be added to a model
+        trained without one, and it then computes exactly what that model did (with
+        `thought_read_init="identity"`, except that its thoughts read the picked patch)."""
         own = self.state_dict()
         added = [k for k in own if k.startswith("copy.") and k not in weights]
         return {**weights, **{k: own[k] for k in added}}, added

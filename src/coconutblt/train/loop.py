@@ -297,7 +297,12 @@ class Trainer:
             ckpt = read_checkpoint(c.init_from)
             weights, added = model.with_new_parts(ckpt["model"])
             if added:
-                print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start as a no-op")
+                start = (
+                    "as the identity on the picked patch (model.thought_read_init)"
+                    if self.cfg.model.thought_read_init == "identity"
+                    else "as a no-op"
+                )
+                print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start {start}")
             try:
                 model.load_state_dict(weights)
             except RuntimeError as exc:
