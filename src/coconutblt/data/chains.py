@@ -30,8 +30,8 @@ the given chain plus two.
 
 Measured (benchmarks/RESULTS.md, "ProntoQA walked back from the goal rule"): on the recipe's
 synthetic warm-up the backward chain stayed at chance for 13 epochs where the forward chain
-reached 82-88%; the choice of the first rule is not learned there. The recipe keeps the
-given chain.
+reached 82-88%; the choice of the first rule is not learned there. The recipe does not
+use it.
 
 ``prontoqa_search`` removes that first choice the way ProsQA's walked-back steps do (its recipe's
 CoT reaches 97-99% on the real file): the chain opens with the first rule the question names
@@ -55,8 +55,6 @@ from dataclasses import replace
 
 from coconutblt.data.reasoning import Example
 from coconutblt.errors import UserError
-
-CHAINS = ("given", "prontoqa_backward", "prontoqa_search")
 
 
 def _sentences(step: str) -> list[str]:
@@ -132,12 +130,14 @@ def prontoqa_search(example: Example) -> Example:
     return replace(back, steps=[rules[0], *back.steps])
 
 
+_REWRITES = {"prontoqa_backward": prontoqa_backward, "prontoqa_search": prontoqa_search}
+CHAINS = ("given", *_REWRITES)
+
+
 def written_chain(example: Example, chain: str) -> Example:
     """`example` with its steps as `curriculum.chain` writes them."""
     if chain == "given":
         return example
-    if chain == "prontoqa_backward":
-        return prontoqa_backward(example)
-    if chain == "prontoqa_search":
-        return prontoqa_search(example)
+    if chain in _REWRITES:
+        return _REWRITES[chain](example)
     raise UserError(f"curriculum.chain={chain!r}: use one of {', '.join(CHAINS)}")

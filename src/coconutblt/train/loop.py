@@ -297,11 +297,11 @@ class Trainer:
             ckpt = read_checkpoint(c.init_from)
             weights, added = model.with_new_parts(ckpt["model"])
             if added:
-                start = (
-                    "as the identity on the picked patch (model.thought_read_init)"
-                    if self.cfg.model.thought_read_init == "identity"
-                    else "as a no-op"
-                )
+                start = "as a no-op"
+                if self.cfg.model.thought_read_init == "identity" and any(
+                    "thought_read" in k for k in added
+                ):
+                    start += ", copy.thought_read.weight as the identity (model.thought_read_init)"
                 print(f"init_from: {c.init_from} lacks {', '.join(added)}; they start {start}")
             try:
                 model.load_state_dict(weights)
