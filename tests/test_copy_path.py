@@ -175,6 +175,33 @@ def test_an_identity_thought_reading_adds_the_picked_patch_unchanged():
         ModelConfig(thought_read_init="eye")
 
 
+def test_context_free_patches_give_a_sentence_one_vector_wherever_it_stands():
+    """`context_free_patches`: "Ann is tall." has the same vector after different sentences
+    and ended by a space or a newline (the question's fact, the step that quotes it), which
+    the contextual byte states do not give; and the layers that read it get gradients."""
+
+    def vectors(model, text):
+        ids = torch.tensor([encode(text)])
+        layout = model(ids).layout
+        h = model.encoder.byte_states(ids, torch.arange(ids.shape[1])[None])
+        return dict(
+            zip(patch_texts(model, ids), model.encoder.pool(h, layout, ids)[0], strict=True)
+        )
+
+    extra = dict(ngram_sizes=[3, 4], ngram_buckets=64, use_byte_patch_attention=True)
+    free = sentence_model(context_free_patches=True, **extra)
+    contextual = sentence_model(**extra)
+    for model, same in ((free, True), (contextual, False)):
+        with torch.no_grad():
+            a = vectors(model, "Bob is red. Ann is tall. Cats are sly.")["Ann is tall. "]
+            b = vectors(model, "Cats are sly.\nAnn is tall.\n")["Ann is tall.\n"]
+        assert torch.equal(a, b) if same else not torch.allclose(a, b, atol=1e-3)
+    ids = torch.tensor([encode(TEXT)])
+    free.train()
+    free(ids, labels=ids).loss.backward()
+    assert free.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
 def test_copy_into_thoughts_needs_the_copy_path():
     with pytest.raises(UserError, match="copy_into_thoughts.*copy_path=true"):
         ModelConfig(closed_patch_context=True, copy_into_thoughts=True)

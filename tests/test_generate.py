@@ -59,6 +59,18 @@ CONFIGS = {
     "word-closed-copy-into-thoughts": dict(
         patcher="word", closed_patch_context=True, copy_path=True, copy_into_thoughts=True
     ),
+    "sentence-context-free-copy-into-thoughts": dict(
+        patcher="sentence",
+        closed_patch_context=True,
+        copy_path=True,
+        copy_into_thoughts=True,
+        context_free_patches=True,
+        use_byte_patch_attention=True,
+        ngram_sizes=[3, 4],
+        ngram_buckets=64,
+        local_window=8,
+    ),
+    "entropy-context-free": dict(patcher="entropy", context_free_patches=True),
     "entropy-model-closed": dict(patcher="entropy", closed_patch_context=True),
     "entropy-learned-relative-closed": dict(
         patcher="entropy",

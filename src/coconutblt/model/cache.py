@@ -239,7 +239,7 @@ class DecodeState:
         # shorter prompt changes none of its boundaries (PAD, a special id, is a patch of its own)
         starts, announced = model.boundaries_announced(ids, ent)
         layout = layout_from_starts(starts)
-        patches = model.encoder.pool(h, layout)  # (B, P, D)
+        patches = model.encoder.pool(h, layout, ids)  # (B, P, D)
         closes = announced[:, 1:] if cfg.closed_patch_context else None  # (B, T)
         rows = torch.arange(B, device=dev)
         last = torch.tensor(lens, device=dev) - 1
@@ -415,7 +415,7 @@ class DecodeState:
         r, cap = h.shape[0], h.shape[1]
         zeros = torch.zeros(r, 1, dtype=torch.long, device=self.device)
         layout = PatchLayout(zeros.expand(r, cap), zeros, n[:, None], zeros[:, 0] + 1)
-        x = self.model.encoder.pool(h, layout)  # (r, 1, D)
+        x = self.model.encoder.pool(h, layout, self.open_ids[sel])  # (r, 1, D)
         done = torch.tensor(self.latent.lengths, device=self.device)[sel]  # closed patches so far
         feed = (self.open_thought[sel] & (done > 0))[:, None, None]
         # a thought reads the last output (and, into_thoughts, the patch its pointer picks)

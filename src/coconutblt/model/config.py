@@ -95,6 +95,13 @@ class ModelConfig:
     ngram_case_fold: bool = False  # hash n-grams of case-folded ASCII ("Every"/"every" share)
     pooling: Literal["mean", "max"] = "mean"
     use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
+    # a patch's vector from its own bytes only: the encoder's layers read each patch alone
+    # (n-grams cut at its first byte, the whitespace it ends with read as a space), so a
+    # sentence has one vector wherever it stands. The decoder still reads the byte states of
+    # the whole sequence. What a continuous thought that quotes a question's fact needs: with
+    # context in it, a fact's vector in the question and the same fact written as a step had
+    # cosine -0.3 to 0.94 (benchmarks/RESULTS.md, "One vector per sentence")
+    context_free_patches: bool = False
     cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over
     # patching
     # fixed: every patch_size bytes; space: a word byte after a non-word byte starts a patch;

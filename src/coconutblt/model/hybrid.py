@@ -205,7 +205,7 @@ class HybridTransformer(nn.Module):
             if cfg.closed_patch_context:
                 closes = announced[:, 1:]
         layout = layout_from_starts(starts)
-        patches = self.encoder.pool(h, layout)  # (B, P, D)
+        patches = self.encoder.pool(h, layout, input_ids)  # (B, P, D)
         is_thought = thought_patches(input_ids, layout)  # (B, P)
         # the thoughts' pointers, collected when they have targets
         quoted = labels is not None and thought_quotes is not None and self.reads_into_thoughts
