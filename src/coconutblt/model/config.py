@@ -97,10 +97,11 @@ class ModelConfig:
     use_byte_patch_attention: bool = False  # cross-attention pooling from patch queries
     # a patch's vector from its own bytes only: the encoder's layers read each patch alone
     # (n-grams cut at its first byte, the whitespace it ends with read as a space), so a
-    # sentence has one vector wherever it stands. The decoder still reads the byte states of
-    # the whole sequence. What a continuous thought that quotes a question's fact needs: with
-    # context in it, a fact's vector in the question and the same fact written as a step had
-    # cosine -0.3 to 0.94 (benchmarks/RESULTS.md, "One vector per sentence")
+    # sentence has one vector wherever it stands; the decoder still reads the byte states of
+    # the whole sequence. Why: a continuous thought that quotes a question's fact then gets the
+    # vector the written step had (with context, the two had cosine -0.31 to 0.94 on ProntoQA).
+    # Measured there, the byte model from scratch did not learn the task with it within the
+    # recipe's budget (benchmarks/RESULTS.md, "One vector per sentence"); off by default
     context_free_patches: bool = False
     cross_attn_k: int = 2  # decoder: latent state split into k slots that bytes attend over
     # patching
