@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from coconutblt.model.copy import patch_bytes
 from coconutblt.model.patching import (
     PatchLayout,
     layout_from_starts,
+    patch_bytes,
     thought_patches,
 )
 from coconutblt.vocab import LATENT_ID, PAD_ID

@@ -105,14 +105,6 @@ class CopyPath(nn.Module):
         return (dist @ self.byte_embed.weight.float()).to(self.byte_embed.weight.dtype)
 
 
-def patch_bytes(ids: torch.Tensor, layout: PatchLayout, cap: int, none_id: int) -> torch.Tensor:
-    """ids (B, T) -> (B, P, cap): each patch's ids from its first byte, `none_id` past its end."""
-    index, valid = layout.gather_index(cap)  # (B, P, cap)
-    B, P = layout.lengths.shape
-    got = ids.gather(1, index.view(B, -1)).view(B, P, cap)
-    return got.masked_fill(~valid, none_id)
-
-
 def byte_rows_and_offsets(
     layout: PatchLayout, closes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

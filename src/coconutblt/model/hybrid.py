@@ -21,7 +21,6 @@ from coconutblt.model.copy import (
     byte_rows_and_offsets,
     copy_loss,
     copy_targets,
-    patch_bytes,
     patch_digests,
     source_at,
     text_digests,
@@ -35,6 +34,7 @@ from coconutblt.model.patching import (
     PatchLayout,
     entropy_from_logits,
     layout_from_starts,
+    patch_bytes,
     patch_starts_announced,
     thought_patches,
 )

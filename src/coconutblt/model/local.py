@@ -14,7 +14,7 @@ from torch import nn
 
 from coconutblt.model.config import ModelConfig
 from coconutblt.model.layers import MLP, Attention, Block, KVCache, RopeTables, rope_tables
-from coconutblt.model.patching import PatchLayout
+from coconutblt.model.patching import PatchLayout, patch_bytes
 from coconutblt.vocab import PAD_ID
 
 _HASH_BASE = 263
@@ -123,12 +123,12 @@ class LocalEncoder(nn.Module):
         """byte states (B, T, dl) -> patch vectors (B, P, d_model). With
         `context_free_patches` the vectors come from the patches' own bytes, ids (B, T)
         (`patch_states`), and `h` is not read."""
-        index, valid = layout.gather_index(self.cfg.patch_cap)  # (B, P, M)
         if self.cfg.context_free_patches:
             if ids is None:
                 raise ValueError("context_free_patches: pool needs the ids of the bytes")
-            grouped, valid = self.patch_states(ids, index, valid, layout.lengths)
+            grouped, valid = self.patch_states(ids, layout)
         else:
+            index, valid = layout.gather_index(self.cfg.patch_cap)  # (B, P, M)
             B, P, M = index.shape
             grouped = h.gather(1, index.reshape(B, P * M, 1).expand(-1, -1, h.shape[-1]))
             grouped = grouped.view(B, P, M, -1)  # (B, P, M, dl)
@@ -147,25 +147,22 @@ class LocalEncoder(nn.Module):
         return self.to_latent(pooled)
 
     def patch_states(
-        self, ids: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor
+        self, ids: torch.Tensor, layout: PatchLayout
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Byte states of each patch read alone: ids (B, T), index and valid (B, P, M) from
-        `PatchLayout.gather_index`, lengths (B, P) -> (B, P, M', dl), valid (B, P, M') with
-        M' the longest patch. The same layers as `byte_states`, from position 0 of each patch,
-        n-grams with no history before it, and whitespace (the space after a fact in the
-        question, the newline after a written step) read as a space."""
-        B, P, _ = index.shape
-        M = max(1, int(lengths.max()))
-        index, valid = index[..., :M], valid[..., :M]
-        grouped = ids.gather(1, index.reshape(B, P * M)).view(B, P, M)
-        grouped = grouped.masked_fill(~valid, PAD_ID)
+        """Byte states of each patch read alone: ids (B, T) -> (B, P, M, dl) and the slots in
+        use (B, P, M), M the longest patch. The same layers as `byte_states`, from position 0
+        of each patch, n-grams with no history before it, and whitespace (the space after a
+        fact in the question, the newline after a written step) read as a space."""
+        M = max(1, int(layout.lengths.max()))
+        _, valid = layout.gather_index(M)  # (B, P, M)
+        grouped = patch_bytes(ids, layout, M, PAD_ID)  # (B, P, M)
         white = (grouped == 10) | (grouped == 9) | (grouped == 13)
         grouped = grouped.masked_fill(white, 32)
-        real = lengths > 0  # (B, P): padding patches are not read
+        real = layout.lengths > 0  # (B, P): padding patches are not read
         alone = grouped[real]  # (N, M) one row per patch
         positions = torch.arange(M, device=ids.device).expand(alone.shape[0], M)
         states = self.byte_states(alone, positions)  # (N, M, dl)
-        out = states.new_zeros(B, P, M, states.shape[-1])
+        out = states.new_zeros(*grouped.shape, states.shape[-1])
         out[real] = states
         return out, valid
 

@@ -149,6 +149,14 @@ class PatchLayout:
         return index.clamp(max=T - 1), valid
 
 
+def patch_bytes(ids: torch.Tensor, layout: PatchLayout, cap: int, none_id: int) -> torch.Tensor:
+    """ids (B, T) -> (B, P, cap): each patch's ids from its first byte, `none_id` past its end."""
+    index, valid = layout.gather_index(cap)  # (B, P, cap)
+    B, P = layout.lengths.shape
+    got = ids.gather(1, index.view(B, -1)).view(B, P, cap)
+    return got.masked_fill(~valid, none_id)
+
+
 def layout_from_starts(starts: torch.Tensor) -> PatchLayout:
     """starts (B, T) bool -> PatchLayout."""
     B, T = starts.shape
