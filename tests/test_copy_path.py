@@ -202,6 +202,77 @@ def test_context_free_patches_give_a_sentence_one_vector_wherever_it_stands():
     assert free.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 
 
+def test_quote_swap_feeds_a_quoting_patch_the_vector_it_quotes(monkeypatch):
+    """model.quote_swap_prob=1: the latent stack gets, at every patch that repeats an earlier
+    one, exactly the vector of the first patch it repeats, and its own elsewhere, in training
+    and in eval mode; below 1 the swap is a training-time draw, and eval feeds every patch's
+    own vector."""
+    ids = torch.tensor([encode(TEXT)])  # "Ann is tall." (patch 3) quotes 1, "Bob is red." 0
+    fed = []
+
+    def feed(model):
+        fed.clear()
+        real = model.run_latent
+        monkeypatch.setattr(
+            model, "run_latent", lambda x, *a, **k: fed.append(x.detach()) or real(x, *a, **k)
+        )
+        model(ids, labels=ids)
+        monkeypatch.undo()
+        return fed[0][0]  # (P, D)
+
+    swapping = sentence_model(copy_path=True, quote_swap_prob=1.0)
+    own = feed(sentence_model(copy_path=True).train())
+    swapped = feed(swapping.train())
+    assert torch.equal(swapped[3], own[1]) and torch.equal(swapped[4], own[0])
+    assert not torch.equal(own[3], own[1])  # context made the two forms differ
+    keep = [i for i in range(len(own)) if i not in (3, 4)]
+    assert torch.equal(swapped[keep], own[keep])
+    assert torch.equal(feed(swapping.eval()), swapped)  # 1: in generation too
+    mixing = sentence_model(copy_path=True, quote_swap_prob=0.5)
+    assert torch.equal(feed(mixing.eval()), own)  # below 1: training only
+
+
+def test_quote_swap_always_decodes_as_the_full_forward():
+    """quote_swap_prob=1 holds in generation too: decoding one id at a time, every patch that
+    repeats an earlier one (in the prompt, or closed while decoding, around thoughts that read
+    the swapped vectors) gets the first one's vector, so each step's logits equal the full
+    forward's; and the swap changes them (without it they differ)."""
+    from coconutblt.model.cache import DecodeState
+
+    def build(p):
+        model = sentence_model(
+            copy_path=True, copy_into_thoughts=True, thought_head=True, quote_swap_prob=p
+        )
+        torch.manual_seed(1)
+        torch.nn.init.normal_(model.copy.byte_embed.weight, std=1.0)
+        torch.nn.init.normal_(model.copy.thought_read.weight, std=0.3)
+        return model.eval()
+
+    prompt = encode("Bob is red. Ann is tall. Cats are sly. Ann is tall.\n") + [LATENT_ID]
+    feed = encode("Bob is red.\nCats are sly.\nDogs are odd.\nDogs are odd.\nBo")
+    logits_of = {}
+    for p in (0.0, 1.0):
+        model, seq, got = build(p), list(prompt), []
+        state = DecodeState(model)
+        with torch.no_grad():
+            logits = state.prefill([seq])
+            for t in feed:
+                ref = model(torch.tensor([seq])).logits[0, -1]
+                torch.testing.assert_close(logits[0], ref, atol=1e-4, rtol=1e-4)
+                got.append(ref)
+                logits = state.step(torch.tensor([t]))
+                seq.append(t)
+        logits_of[p] = torch.stack(got)
+    assert not torch.allclose(logits_of[0.0], logits_of[1.0], atol=1e-3)
+
+
+def test_quote_swap_prob_is_a_probability_on_the_copy_path():
+    with pytest.raises(UserError, match="quote_swap_prob"):
+        tiny_config(quote_swap_prob=1.5, copy_path=True, closed_patch_context=True)
+    with pytest.raises(UserError, match="quote_swap_prob.*copy_path"):
+        tiny_config(quote_swap_prob=0.5)
+
+
 def test_copy_into_thoughts_needs_the_copy_path():
     with pytest.raises(UserError, match="copy_into_thoughts.*copy_path=true"):
         ModelConfig(closed_patch_context=True, copy_into_thoughts=True)

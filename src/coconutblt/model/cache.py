@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from coconutblt.model.copy import first_repeat
 from coconutblt.model.patching import (
     PatchLayout,
     layout_from_starts,
@@ -240,6 +241,7 @@ class DecodeState:
         starts, announced = model.boundaries_announced(ids, ent)
         layout = layout_from_starts(starts)
         patches = model.encoder.pool(h, layout, ids)  # (B, P, D)
+        patches = model.quoted_inputs(patches, ids, layout)  # (B, P, D)
         closes = announced[:, 1:] if cfg.closed_patch_context else None  # (B, T)
         rows = torch.arange(B, device=dev)
         last = torch.tensor(lens, device=dev) - 1
@@ -429,6 +431,8 @@ class DecodeState:
                 state, self.copy_states[sel], self.copy_values[sel], written
             )
         fed = self.model.thought_input(state, read)[:, None]  # (r, 1, D)
+        if self.model.swaps_quotes_always:  # a repeated patch: its first occurrence's vector
+            x = self._quoted_input(sel, x, done, n)
         patch = x[:, 0]  # (r, D) the pooled bytes, before a thought's input replaces them
         x = torch.where(feed, fed, x)
         out = self._latent(rows, x)[:, 0]  # (r, D)
@@ -441,6 +445,22 @@ class DecodeState:
         self._ctx = None
         self.open_len[sel] = 0
         self.open_ids[sel] = PAD_ID
+
+    def _quoted_input(self, sel, x: torch.Tensor, done: torch.Tensor, n: torch.Tensor):
+        """x (r, 1, D) the closing patches' pooled vectors -> the vector of the first earlier
+        written patch each repeats, where there is one (`HybridTransformer.quoted_inputs`)."""
+        none_id = self.model.copy.none_id
+        cap = self.open_ids.shape[1]
+        ids = self.open_ids[sel].masked_fill(
+            torch.arange(cap, device=self.device)[None] >= n[:, None], none_id
+        )  # (r, cap)
+        K = self.copy_ids.shape[1]
+        seen = torch.arange(K, device=self.device)[None] < done[:, None]  # (r, K)
+        first = first_repeat(ids, self.copy_ids[sel], self.copy_written[sel] & seen, none_id)
+        D = x.shape[-1]
+        index = first.clamp(min=0)[:, None, None].expand(-1, 1, D)  # (r, 1, D)
+        quoted = self.copy_values[sel].gather(1, index)  # (r, 1, D)
+        return torch.where((first >= 0)[:, None, None], quoted, x)
 
     def keep(self, rows: list[int]) -> None:
         """Keep only batch rows `rows`."""

@@ -132,6 +132,14 @@ class ModelConfig:
     # "identity" (a thought starts as its state plus the picked patch's vector, as if the step
     # it replaces were written: what a Coconut stage continuing from CoT needs)
     thought_read_init: str = "zero"
+    # each written patch that repeats an earlier one (a step quoting a fact) is fed, with this
+    # probability in training, the vector of the first patch it repeats instead of its own;
+    # 1.0: always, in generation too (a repeated sentence then has one vector, its first
+    # occurrence's). Why: a thought that reads a fact (copy_into_thoughts) gets the question's
+    # vector of it, which context makes unlike the written step's (ProntoQA cosine -0.31 to
+    # 0.94); with 1.0 a thought's input is the very vector the written step was fed
+    # (benchmarks/RESULTS.md, "One vector per repeated sentence")
+    quote_swap_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.entropy_patcher, dict):
@@ -179,6 +187,16 @@ class ModelConfig:
                     "copy_path",
                     "needs closed_patch_context=true (a byte must know which patch it writes); "
                     "set model.closed_patch_context=true",
+                ),
+                (
+                    0.0 <= self.quote_swap_prob <= 1.0,
+                    "quote_swap_prob",
+                    f"is a probability in [0, 1], got {self.quote_swap_prob}",
+                ),
+                (
+                    self.copy_path or self.quote_swap_prob == 0,
+                    "quote_swap_prob",
+                    "finds repeats with the copy path's bookkeeping; set model.copy_path=true",
                 ),
                 (
                     self.thought_read_init in ("zero", "identity"),

@@ -174,6 +174,43 @@ def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
     return same & causal[None, :-1] & real[:, None, :] & real[:, 1:, None]
 
 
+def swap_in_quoted(
+    patches: torch.Tensor, targets: torch.Tensor, prob: float, generator=None
+) -> torch.Tensor:
+    """patches (B, P, D) input vectors; targets (B, P - 1, P) `copy_targets` -> (B, P, D) where
+    each patch that repeats an earlier one takes, with probability `prob`, the vector of the
+    first patch it repeats (`model.quote_swap_prob`: the latent stack sees a quoted fact in
+    both forms, the step's own and the question's, the one a thought reads)."""
+    B, P, D = patches.shape
+    quotes = targets.any(-1)  # (B, P - 1)
+    first = targets.float().argmax(-1)  # (B, P - 1) the earliest patch repeated
+    swap = quotes  # (B, P - 1)
+    if prob < 1.0:
+        draw = torch.rand(quotes.shape, generator=generator, device=patches.device)
+        swap = quotes & (draw < prob)
+    source = patches.gather(1, first[:, :, None].expand(B, P - 1, D))  # (B, P - 1, D)
+    later = torch.where(swap[:, :, None], source, patches[:, 1:])  # (B, P - 1, D)
+    return torch.cat([patches[:, :1], later], dim=1)
+
+
+def first_repeat(
+    ids: torch.Tensor, earlier: torch.Tensor, real: torch.Tensor, none_id: int
+) -> torch.Tensor:
+    """ids (r, L) one patch per row, from offset 0, `none_id` past its end; earlier (r, K, L')
+    the same for the patches before it; real (r, K) which of those count -> (r,) the index
+    of the first earlier patch with its bytes (`copy_targets`' rule: whitespace aside, never a
+    patch holding a special id), -1 where there is none: `swap_in_quoted` one patch at a time,
+    as decoding closes it."""
+
+    def digests(texts: torch.Tensor) -> torch.Tensor:  # (..., L) -> (...)
+        special = ((texts >= NUM_BYTES) & (texts != none_id)).any(-1)
+        return text_digests(texts).masked_fill(special, 0)
+
+    own = digests(ids)  # (r,)
+    same = (digests(earlier) == own[:, None]) & real & (own != 0)[:, None]  # (r, K)
+    return torch.where(same.any(1), same.float().argmax(1), torch.full_like(own, -1))
+
+
 def target_mass(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log_probs (..., K) a pointer; targets (..., K) bool -> (...) log of the pointer's mass on
     the targets (-inf where there is none): the copy losses of bytes and of thoughts."""

@@ -23,6 +23,7 @@ from coconutblt.model.copy import (
     copy_targets,
     patch_digests,
     source_at,
+    swap_in_quoted,
     text_digests,
     thought_quote_loss,
 )
@@ -210,7 +211,8 @@ class HybridTransformer(nn.Module):
         # the thoughts' pointers, collected when they have targets
         quoted = labels is not None and thought_quotes is not None and self.reads_into_thoughts
         readings = [] if quoted else None
-        latent_out = self.run_latent(patches, is_thought, readings)  # (B, P, D)
+        fed = self.quoted_inputs(patches, input_ids, layout)  # (B, P, D)
+        latent_out = self.run_latent(fed, is_thought, readings)  # (B, P, D)
         context = self.previous_patch_context(latent_out, layout, closes)  # (B, T, D)
         copy_in, pointer = None, None
         if self.copy is not None:
@@ -223,7 +225,7 @@ class HybridTransformer(nn.Module):
             est_loss = next_id_loss(est_logits, input_ids.masked_fill(input_ids == PAD_ID, -100))
         next_patch_loss = None
         if labels is not None and cfg.next_patch_loss_weight > 0:
-            next_patch_loss = self.next_patch_loss(latent_out, patches, layout, is_thought)
+            next_patch_loss = self.next_patch_loss(latent_out, fed, layout, is_thought)
         pointer_loss = None
         if labels is not None and pointer is not None:
             pointer_loss = copy_loss(pointer, copy_targets(input_ids, layout))
@@ -238,6 +240,23 @@ class HybridTransformer(nn.Module):
         )
 
     # ------------------------------------------------------------------ copy path
+    @property
+    def swaps_quotes_always(self) -> bool:
+        """`model.quote_swap_prob` 1: a repeated patch is fed its first occurrence's vector in
+        generation too, not only in training."""
+        return self.config.quote_swap_prob >= 1.0
+
+    def quoted_inputs(
+        self, patches: torch.Tensor, ids: torch.Tensor, layout: PatchLayout
+    ) -> torch.Tensor:
+        """patches (B, P, D) pooled vectors -> (B, P, D) the latent's inputs: with
+        `model.quote_swap_prob`, a patch that repeats an earlier one may take that one's vector
+        (always at 1; in training only, with that probability, below 1)."""
+        p = self.config.quote_swap_prob
+        if p <= 0 or not (self.training or self.swaps_quotes_always):
+            return patches
+        return swap_in_quoted(patches, copy_targets(ids, layout), p)
+
     def with_new_parts(self, weights: dict) -> tuple[dict, list[str]]:
         """`weights` (a state dict) completed with this model's own values for the copy path's
         parts that `weights` lacks, and the names added: a copy path may be added to a model
