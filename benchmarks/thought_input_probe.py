@@ -13,7 +13,14 @@ per sentence"):
   (the picked patch only), `oracle` (stage 1 only: the step's own vector as written, one
   question at a time).
 
+- `forced`: teacher-forced, the share of questions whose first written step after the
+  thoughts (at stage 0: the chain's second step) is predicted right byte for byte, from any
+  checkpoint (CoT or Coconut). `--swap` feeds every patch that repeats an earlier one that
+  one's vector (`model.quote_swap_prob=1`): at stage 0, does the latent stack continue from
+  a step given in the question's form?
+
     python benchmarks/thought_input_probe.py cosine RUN/cot/final.pt VALID --n 20
+    python benchmarks/thought_input_probe.py forced RUN/coconut/stage1.pt VALID --stages 1
     python benchmarks/thought_input_probe.py stages RUN/cot/final.pt VALID --n 100 \\
         --stages 0,1,2 --thought read --keep-last-steps 2
 """
@@ -105,9 +112,41 @@ def stages(args) -> None:
         print(f"thought {args.thought} stage {stage}: {100 * accuracy:.1f}% of {len(examples)}")
 
 
+def forced(args) -> None:
+    ckpt = read_checkpoint(args.ckpt)
+    fields = dict(ckpt["model_config"])
+    if args.swap:
+        fields["quote_swap_prob"] = 1.0
+    model = HybridTransformer(ModelConfig.from_dict(fields, source=f"{args.ckpt} (model_config)"))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    run = run_config_from_dict(ckpt["run_config"], source=f"{args.ckpt} (run_config)")
+    run.curriculum.mode = "coconut"
+    stage_cfg = stage_config(run)
+    torch.set_num_threads(args.threads)
+    examples = load_examples(args.data)[: args.n]
+    for stage in (int(s) for s in args.stages.split(",")):
+        right = 0
+        for ex in examples:
+            staged = format_example(ex, stage, stage_cfg)
+            ids = staged.input_ids
+            with torch.no_grad():
+                predicted = model(torch.tensor([ids])).logits[0].argmax(-1)  # (T,)
+            good = predicted[:-1] == torch.tensor(ids[1:])  # (T - 1,) position t predicts t+1
+            start = len(staged.prompt_ids)  # the first byte after the question and thoughts
+            if stage == 0:  # the chain's first step is written: check the second
+                start = ids.index(10, start) + 1
+            end = ids.index(10, start)  # the step's newline
+            right += bool(good[start - 1 : end].all())
+        print(
+            f"forced{' --swap' if args.swap else ''} stage {stage}: first written step right "
+            f"in {right} of {len(examples)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("measure", choices=["cosine", "stages"])
+    parser.add_argument("measure", choices=["cosine", "stages", "forced"])
     parser.add_argument("ckpt", help="a CoT checkpoint (RUN/cot/final.pt)")
     parser.add_argument("data", help="validation file")
     parser.add_argument("--n", type=int, default=100, help="first N questions")
@@ -115,8 +154,9 @@ def main() -> None:
     parser.add_argument("--thought", choices=["head+read", "read", "oracle"], default="head+read")
     parser.add_argument("--keep-last-steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--swap", action="store_true", help="forced: quote_swap_prob=1")
     args = parser.parse_args()
-    (cosine if args.measure == "cosine" else stages)(args)
+    {"cosine": cosine, "stages": stages, "forced": forced}[args.measure](args)
 
 
 if __name__ == "__main__":
