@@ -28,10 +28,11 @@ per sentence"):
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import torch
 
-from coconutblt.checkpoint import read_checkpoint
+from coconutblt.checkpoint import model_from_checkpoint, read_checkpoint
 from coconutblt.data.reasoning import load_examples
 from coconutblt.data.stages import format_example
 from coconutblt.inference.evaluate import evaluate_examples
@@ -114,12 +115,9 @@ def stages(args) -> None:
 
 def forced(args) -> None:
     ckpt = read_checkpoint(args.ckpt)
-    fields = dict(ckpt["model_config"])
-    if args.swap:
-        fields["quote_swap_prob"] = 1.0
-    model = HybridTransformer(ModelConfig.from_dict(fields, source=f"{args.ckpt} (model_config)"))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    model = model_from_checkpoint(ckpt, args.ckpt)
+    if args.swap:  # read at every forward, not at construction: the weights stay as they are
+        model.config = replace(model.config, quote_swap_prob=1.0)
     run = run_config_from_dict(ckpt["run_config"], source=f"{args.ckpt} (run_config)")
     run.curriculum.mode = "coconut"
     stage_cfg = stage_config(run)

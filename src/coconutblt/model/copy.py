@@ -174,9 +174,7 @@ def copy_targets(ids: torch.Tensor, layout: PatchLayout) -> torch.Tensor:
     return same & causal[None, :-1] & real[:, None, :] & real[:, 1:, None]
 
 
-def swap_in_quoted(
-    patches: torch.Tensor, targets: torch.Tensor, prob: float, generator=None
-) -> torch.Tensor:
+def swap_in_quoted(patches: torch.Tensor, targets: torch.Tensor, prob: float) -> torch.Tensor:
     """patches (B, P, D) input vectors; targets (B, P - 1, P) `copy_targets` -> (B, P, D) where
     each patch that repeats an earlier one takes, with probability `prob`, the vector of the
     first patch it repeats (`model.quote_swap_prob`: the latent stack sees a quoted fact in
@@ -186,7 +184,7 @@ def swap_in_quoted(
     first = targets.float().argmax(-1)  # (B, P - 1) the earliest patch repeated
     swap = quotes  # (B, P - 1)
     if prob < 1.0:
-        draw = torch.rand(quotes.shape, generator=generator, device=patches.device)
+        draw = torch.rand(quotes.shape, device=patches.device)
         swap = quotes & (draw < prob)
     source = patches.gather(1, first[:, :, None].expand(B, P - 1, D))  # (B, P - 1, D)
     later = torch.where(swap[:, :, None], source, patches[:, 1:])  # (B, P - 1, D)
